@@ -1,0 +1,3 @@
+from rtpm.cli import main
+
+raise SystemExit(main())

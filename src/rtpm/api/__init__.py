@@ -1,0 +1,1 @@
+"""The HTTP/WebSocket edge. Parses requests, calls services, shapes responses; no SQL, no Redis."""

@@ -1,0 +1,273 @@
+"""The seed's metrics API: ingest, batch, latest, names, stats, query."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from rtpm.api.deps import ServicesDep, TenantDep, read_json
+from rtpm.api.responses import OrjsonResponse
+from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
+from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
+from rtpm.ingest.json import decode_items
+from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
+from rtpm.query.seed import Aggregation, bucketize, check_points, raw_points
+
+router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
+
+
+class MetricIn(BaseModel):
+    """One sample as the seed's clients send it."""
+
+    name: str = Field(description="Metric name, [a-zA-Z_:][a-zA-Z0-9_:]*", examples=["cpu_usage"])
+    value: float
+    timestamp: str | float | None = Field(None, description="RFC3339 or unix seconds; now when missing")
+    labels: dict[str, str] | None = None
+    type: Literal["counter", "gauge", "histogram", "summary"] | None = None
+    unit: str | None = None
+    help_text: str | None = None
+
+
+class BatchIn(BaseModel):
+    metrics: list[MetricIn]
+
+
+class QueryIn(BaseModel):
+    metric_name: str
+    labels: dict[str, str] | None = None
+    start_time: str | float
+    end_time: str | float
+    step: str | float | None = Field(None, description="Bucket width: seconds or a duration like 1m")
+    aggregation: Aggregation | None = None
+    group_by: list[str] | None = None
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _matchers(name: str, labels: dict[str, str]) -> list[Matcher]:
+    return [Matcher.equal(METRIC_NAME, name)] + [Matcher.equal(k, v) for k, v in sorted(labels.items())]
+
+
+@router.post("/ingest", status_code=201, openapi_extra=_body_doc(MetricIn))
+async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
+    """Store one sample; answers once it is committed."""
+    item = await read_json(request)
+    now_ms = int(services.clock() * 1000)
+    batch = decode_items([item], tenant=tenant, validator=services.validator, now_ms=now_ms)
+    await services.buffer.submit(batch)
+    ts = batch.ts_ms[0]
+    return OrjsonResponse(
+        {
+            "status": "success",
+            "message": "metric ingested",
+            "metric": {
+                "name": item["name"],
+                "value": batch.values[0],
+                "timestamp": to_rfc3339(ts),
+                "labels": label_dict(batch.series[0], with_name=False),
+            },
+        },
+        status_code=201,
+    )
+
+
+@router.post("/batch", status_code=201, openapi_extra=_body_doc(BatchIn))
+async def batch(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
+    """Store many samples in one request: all of them, or none if any item is invalid (422 lists every
+    bad item's index, field and reason)."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("metrics"), list):
+        raise ValidationFailed([Problem("metrics", "required: a JSON object with a 'metrics' array")])
+    now_ms = int(services.clock() * 1000)
+    wb = decode_items(body["metrics"], tenant=tenant, validator=services.validator, now_ms=now_ms)
+    await services.buffer.submit(wb)
+    return OrjsonResponse(
+        {"status": "success", "message": f"{len(wb)} metrics ingested", "metrics_count": len(wb)},
+        status_code=201,
+    )
+
+
+def _label_filters(request: Request, skip: set[str]) -> dict[str, str]:
+    out = {}
+    for k, v in request.query_params.items():
+        if k in skip:
+            continue
+        out[k] = v
+    return out
+
+
+@router.get("/latest/{name}")
+async def latest(name: str, request: Request, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+    """The latest sample of each series of `name` (filter with label=value query parameters)."""
+    filters = _label_filters(request, set())
+    lo, hi = services.validator.window_ms()
+    found = await services.storage.querier(tenant, lo, hi).latest(_matchers(name, filters))
+    if not found:
+        raise NotFoundError(f"no samples for metric {name!r}" + (f" with labels {filters}" if filters else ""))
+    newest = max(found, key=lambda s: s.ts_ms)
+    return {
+        "metric_name": name,
+        "value": newest.value,
+        "timestamp": to_rfc3339(newest.ts_ms),
+        "labels": label_dict(newest.labels, with_name=False),
+        "series": [
+            {
+                "labels": label_dict(s.labels, with_name=False),
+                "value": s.value,
+                "timestamp": to_rfc3339(s.ts_ms),
+            }
+            for s in found
+        ],
+    }
+
+
+@router.get("/names")
+async def names(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+    """Every metric name with its type, unit, help and series count."""
+    infos = await services.storage.metric_names(tenant)
+    return {
+        "metrics": [
+            {
+                "name": i.name,
+                "type": i.type.value,
+                "unit": i.unit,
+                "help": i.help,
+                "series_count": i.series_count,
+            }
+            for i in infos
+        ],
+        "count": len(infos),
+    }
+
+
+@router.get("/stats/{name}")
+async def stats(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    start_time: str | None = None,
+    end_time: str | None = None,
+) -> dict[str, Any]:
+    """count, min, max, avg, sum, first and last timestamp of `name`, overall and per series."""
+    lo, hi = services.validator.window_ms()
+    start_ms = parse_time_param(start_time, "start_time") if start_time is not None else lo
+    end_ms = parse_time_param(end_time, "end_time") if end_time is not None else hi
+    if end_ms < start_ms:
+        raise BadDataError("end_time: must not be before start_time")
+    filters = _label_filters(request, {"start_time", "end_time"})
+    per_series = await services.storage.querier(tenant, start_ms, end_ms).stats(_matchers(name, filters))
+    if not per_series:
+        raise NotFoundError(f"no samples for metric {name!r} between {to_rfc3339(start_ms)} and {to_rfc3339(end_ms)}")
+
+    def shape(count: int, total: float, lo_v: float, hi_v: float, first: int, last: int) -> dict[str, Any]:
+        return {
+            "count": count,
+            "sum": total,
+            "min": lo_v,
+            "max": hi_v,
+            "avg": total / count,
+            "first_timestamp": to_rfc3339(first),
+            "last_timestamp": to_rfc3339(last),
+        }
+
+    count = sum(s.count for s in per_series)
+    overall = shape(
+        count,
+        sum(s.sum for s in per_series),
+        min(s.min for s in per_series),
+        max(s.max for s in per_series),
+        min(s.first_ts_ms for s in per_series),
+        max(s.last_ts_ms for s in per_series),
+    )
+    overall["series_count"] = len(per_series)
+    return {
+        "metric_name": name,
+        "start_time": to_rfc3339(start_ms),
+        "end_time": to_rfc3339(end_ms),
+        **overall,
+        "series": [
+            {
+                "labels": label_dict(s.labels, with_name=False),
+                **shape(s.count, s.sum, s.min, s.max, s.first_ts_ms, s.last_ts_ms),
+            }
+            for s in per_series
+        ],
+    }
+
+
+@router.post("/query", openapi_extra=_body_doc(QueryIn))
+async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+    """Samples of one metric in a time range, bucketed by `step` and aggregated."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed([Problem("body", "must be a JSON object")])
+    try:
+        q = QueryIn.model_validate(body)
+    except Exception as exc:  # pydantic.ValidationError: report each field
+        errs = getattr(exc, "errors", lambda: [])()
+        raise ValidationFailed([Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in errs]) from None
+    services.validator.metric_name(q.metric_name, problems := [], None, "metric_name")
+    if problems:
+        raise ValidationFailed(problems)
+    start_ms = parse_time_param(q.start_time, "start_time")
+    end_ms = parse_time_param(q.end_time, "end_time")
+    if end_ms < start_ms:
+        raise BadDataError("end_time: must not be before start_time")
+    limits = services.settings.limits
+    step_ms = parse_duration_ms(q.step, "step") if q.step is not None else None
+    if step_ms is not None:
+        check_points(start_ms, end_ms, step_ms, limits.max_points_per_series)
+    matchers = _matchers(q.metric_name, q.labels or {})
+    found = await services.storage.querier(tenant, start_ms, end_ms).select(
+        matchers, max_samples=limits.max_query_samples
+    )
+    if len(found) > limits.max_query_series:
+        raise BadDataError(f"query matches {len(found)} series, more than max_query_series={limits.max_query_series}")
+    if step_ms is None and q.aggregation is None and q.group_by is None:
+        result = raw_points(found)
+        for r in result:
+            if len(r.ts_ms) > limits.max_points_per_series:
+                raise BadDataError(
+                    f"a series has {len(r.ts_ms)} points, more than the limit of {limits.max_points_per_series}; "
+                    "give a step to bucket them"
+                )
+    else:
+        if step_ms is None:
+            step_ms = max(1000, -(-(end_ms - start_ms + 1) // 1000))
+        result = bucketize(
+            found,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            step_ms=step_ms,
+            aggregation=q.aggregation or Aggregation.AVG,
+            group_by=q.group_by,
+        )
+        for r in result:
+            r.labels.pop(METRIC_NAME, None)
+    return {
+        "metric_name": q.metric_name,
+        "start_time": to_rfc3339(start_ms),
+        "end_time": to_rfc3339(end_ms),
+        "step": step_ms / 1000 if step_ms else None,
+        "aggregation": (q.aggregation or Aggregation.AVG).value if step_ms else None,
+        "series": [
+            {
+                "labels": r.labels,
+                "data_points": [
+                    {"timestamp": to_rfc3339(t), "value": v}
+                    for t, v in zip(r.ts_ms.tolist(), r.values.tolist(), strict=True)
+                ],
+            }
+            for r in result
+        ],
+    }

@@ -1,0 +1,58 @@
+"""The composition root: the one place that picks implementations from settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from rtpm.cache.latest import LatestValueCache
+from rtpm.ingest.buffer import WriteBuffer
+from rtpm.ingest.validate import Validator
+from rtpm.settings import Settings
+from rtpm.storage.base import Storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    storage: Storage
+    buffer: WriteBuffer
+    validator: Validator
+    latest: LatestValueCache
+    clock: Callable[[], float] = field(default=time.time)
+    started_at: float = field(default_factory=time.time)
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.database_url:
+        from rtpm.storage.postgres import PostgresStorage
+
+        return PostgresStorage(
+            settings.database_url,
+            schema=settings.database_schema,
+            pool_size=settings.database_pool_size,
+            partition_days_ahead=settings.partition_days_ahead,
+        )
+    from rtpm.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+
+
+@asynccontextmanager
+async def build_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open storage (migrating it), start the write buffer; on exit flush and close in order."""
+    storage = make_storage(settings)
+    await storage.open()
+    buffer = WriteBuffer(storage, settings.write_buffer)
+    latest = LatestValueCache(settings.latest_cache_size)
+    buffer.on_commit(latest.on_commit)
+    services = Services(settings, storage, buffer, Validator(settings.limits), latest)
+    await buffer.start()
+    try:
+        yield services
+    finally:
+        # The write buffer must drain before storage closes: acknowledged writes are committed.
+        await buffer.close()
+        await storage.close()

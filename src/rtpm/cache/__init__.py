@@ -1,0 +1,1 @@
+"""Caches: latest value per series, query results."""

@@ -1,0 +1,81 @@
+"""The `rtpm` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from rtpm import __version__
+from rtpm.settings import Settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rtpm.api.app import create_app
+
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})
+    backend = "PostgreSQL" if settings.database_url else f"SQLite at {settings.sqlite_path.resolve()}"
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"RTPM {__version__} listening on http://{shown_host}:{port}", flush=True)
+    print(f"  storage: {backend}", flush=True)
+    print(f"  API docs: http://{shown_host}:{port}/docs", flush=True)
+    print("  login: not required yet (every client is the default tenant)", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+        access_log=False,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from rtpm.bootstrap import make_storage
+
+    async def run() -> list[int]:
+        storage = make_storage(settings)
+        try:
+            if hasattr(storage, "connect"):
+                await storage.connect()
+            return await storage.migrate()
+        finally:
+            await storage.close()
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    applied = asyncio.run(run())
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtpm", description="RTPM: real-time performance monitoring")
+    parser.add_argument("--version", action="version", version=f"rtpm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (applies migrations first)")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8000)")
+    serve.set_defaults(func=_serve)
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations and exit")
+    migrate.set_defaults(func=_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: tell the user which setting is wrong
+        print(f"rtpm: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    result: int = args.func(settings, args)
+    return result

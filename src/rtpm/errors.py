@@ -1,0 +1,122 @@
+"""The RTPM error hierarchy. Only `rtpm.api.errors` maps these to HTTP.
+
+RtpmError
+├── BadDataError            input that can never be accepted (validation, bad matcher, bad query)
+│   ├── ValidationFailed    a request with one or more invalid items; carries every problem
+│   ├── LimitExceeded       input over a configured limit (points per series, items per batch, ...)
+│   └── QueryParseError     PromQL that does not parse
+├── NotFoundError           a named thing that does not exist
+├── OverloadedError         bounded work refused (write buffer full); carries retry_after_seconds
+├── StorageError            the storage backend failed
+│   └── StorageUnavailable  the backend cannot be reached; retry later
+└── QueryError              a query that parsed but could not be evaluated
+    ├── QueryTimeout
+    ├── QueryCanceled
+    └── TooManySamples
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class RtpmError(Exception):
+    """Root of every error RTPM raises on purpose."""
+
+    code = "internal"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadDataError(RtpmError):
+    code = "bad_data"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one input item: where (`index`, `field`) and why."""
+
+    field: str
+    reason: str
+    index: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+class ValidationFailed(BadDataError):
+    """A request with invalid items; `problems` lists every one (index, field, reason)."""
+
+    code = "validation_failed"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = problems[0] if problems else None
+        where = ""
+        if first is not None:
+            where = f"item {first.index}: " if first.index is not None else ""
+            where += f"{first.field}: {first.reason}"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"invalid input: {where}{more}", details=[p.as_dict() for p in problems])
+
+
+class LimitExceeded(BadDataError):
+    code = "limit_exceeded"
+
+
+class PayloadTooLarge(LimitExceeded):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(BadDataError):
+    code = "unsupported_media_type"
+
+
+class QueryParseError(BadDataError):
+    code = "bad_data"
+
+
+class NotFoundError(RtpmError):
+    code = "not_found"
+
+
+class OverloadedError(RtpmError):
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class StorageError(RtpmError):
+    code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    code = "storage_unavailable"
+
+
+class QueryError(RtpmError):
+    code = "execution"
+
+
+class QueryTimeout(QueryError):
+    code = "timeout"
+
+
+class QueryCanceled(QueryError):
+    code = "canceled"
+
+
+class TooManySamples(QueryError):
+    code = "execution"

@@ -1,0 +1,1 @@
+"""The write path: decode -> validate -> WriteBuffer (group commit) -> storage -> publish."""

@@ -1,0 +1,141 @@
+"""Validation shared by every ingest protocol: names, labels, timestamps and values, against the
+limits in settings. Problems are collected, never raised one at a time, so a client learns
+everything wrong with its request at once."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from rtpm.errors import Problem
+from rtpm.model.labels import LABEL_NAME_RE, METRIC_NAME_RE
+from rtpm.settings import LimitsSettings
+
+Clock = Callable[[], float]
+
+
+class Validator:
+    """Checks one sample's parts; every check returns the problems it found (empty when fine)."""
+
+    def __init__(self, limits: LimitsSettings, clock: Clock = time.time) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._good_names: set[str] = set()
+        self._good_label_names: set[str] = set()
+
+    def window_ms(self) -> tuple[int, int]:
+        now = self._clock()
+        return (
+            int((now - self.limits.max_past_seconds) * 1000),
+            int((now + self.limits.max_future_seconds) * 1000),
+        )
+
+    def metric_name(self, name: object, problems: list[Problem], index: int | None, field: str = "name") -> bool:
+        if type(name) is str and name in self._good_names:
+            return True
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(field, "must be a non-empty string", index))
+            return False
+        if len(name) > self.limits.max_metric_name_length:
+            problems.append(Problem(field, f"longer than {self.limits.max_metric_name_length} characters", index))
+            return False
+        if not METRIC_NAME_RE.match(name):
+            problems.append(Problem(field, f"{name!r} is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)", index))
+            return False
+        if len(self._good_names) < 100_000:
+            self._good_names.add(name)
+        return True
+
+    def labels(
+        self, labels: object, problems: list[Problem], index: int | None, field: str = "labels"
+    ) -> dict[str, str] | None:
+        if labels is None:
+            return {}
+        if not isinstance(labels, Mapping):
+            problems.append(Problem(field, "must be an object of label name to string value", index))
+            return None
+        lim = self.limits
+        ok = True
+        if len(labels) > lim.max_labels_per_series:
+            problems.append(Problem(field, f"{len(labels)} labels, more than {lim.max_labels_per_series}", index))
+            ok = False
+        for k, v in labels.items():
+            if k not in self._good_label_names:
+                if not isinstance(k, str) or not LABEL_NAME_RE.match(k) or k.startswith("__"):
+                    problems.append(
+                        Problem(
+                            f"{field}.{k}",
+                            "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)",
+                            index,
+                        )
+                    )
+                    ok = False
+                    continue
+                if len(k) > lim.max_label_name_length:
+                    problems.append(Problem(f"{field}.{k}", f"name longer than {lim.max_label_name_length}", index))
+                    ok = False
+                    continue
+                if len(self._good_label_names) < 100_000:
+                    self._good_label_names.add(k)
+            if not isinstance(v, str):
+                problems.append(Problem(f"{field}.{k}", "label value must be a string", index))
+                ok = False
+            elif len(v) > lim.max_label_value_length:
+                problems.append(
+                    Problem(f"{field}.{k}", f"value longer than {lim.max_label_value_length} characters", index)
+                )
+                ok = False
+        return dict(labels) if ok else None
+
+    def timestamp_ms(self, ts_ms: int, problems: list[Problem], index: int | None, field: str = "timestamp") -> bool:
+        lo, hi = self.window_ms()
+        if ts_ms < lo:
+            problems.append(
+                Problem(field, f"too far in the past (older than {self.limits.max_past_seconds:g} s)", index)
+            )
+            return False
+        if ts_ms > hi:
+            problems.append(
+                Problem(
+                    field,
+                    f"too far in the future (more than {self.limits.max_future_seconds:g} s ahead)",
+                    index,
+                )
+            )
+            return False
+        return True
+
+    def finite(self, value: float, problems: list[Problem], index: int | None, field: str = "value") -> bool:
+        if not math.isfinite(value):
+            problems.append(Problem(field, "must be a finite number", index))
+            return False
+        return True
+
+
+def parse_timestamp(raw: object) -> int | None:
+    """RFC3339 (zone optional, UTC assumed) or unix seconds -> epoch ms; None when unparseable.
+    Booleans are refused."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            return None
+        return int(round(raw * 1000))
+    if isinstance(raw, str):
+        s = raw.strip()
+        try:
+            seconds = float(s)
+        except ValueError:
+            seconds = None
+        if seconds is not None:
+            return int(round(seconds * 1000)) if math.isfinite(seconds) else None
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return int(round(dt.timestamp() * 1000))
+    return None

@@ -1,0 +1,1 @@
+"""Pure data: labels, matchers, samples, metadata. No I/O, no framework imports."""

@@ -1,0 +1,98 @@
+"""Samples, series and write batches. Timestamps are int epoch milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from rtpm.model.labels import Labels
+
+# Prometheus' staleness marker: a NaN with this exact bit pattern.
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN: float = float(np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0])
+
+
+def is_stale_nan(value: float) -> bool:
+    return bool(np.array([value], dtype=np.float64).view(np.uint64)[0] == STALE_NAN_BITS)
+
+
+class MetricType(StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+    SUMMARY = "summary"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricMetadata:
+    name: str
+    type: MetricType = MetricType.UNKNOWN
+    unit: str = ""
+    help: str = ""
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Samples of one tenant, columnar: `series` holds each distinct label set once and
+    `refs[i]` points sample i at its series."""
+
+    tenant: str
+    series: list[Labels] = field(default_factory=list)
+    refs: list[int] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    metadata: list[MetricMetadata] = field(default_factory=list)
+    _index: dict[Labels, int] = field(default_factory=dict, repr=False)
+
+    def add(self, labels: Labels, ts_ms: int, value: float) -> None:
+        ref = self._index.get(labels)
+        if ref is None:
+            ref = len(self.series)
+            self._index[labels] = ref
+            self.series.append(labels)
+        self.refs.append(ref)
+        self.ts_ms.append(ts_ms)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+@dataclass(slots=True)
+class Series:
+    """One series' samples in a time range, sorted by timestamp."""
+
+    labels: Labels
+    ts_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class LatestSample:
+    labels: Labels
+    ts_ms: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStats:
+    labels: Labels
+    count: int
+    sum: float
+    min: float
+    max: float
+    first_ts_ms: int
+    last_ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    name: str
+    type: MetricType
+    unit: str
+    help: str
+    series_count: int

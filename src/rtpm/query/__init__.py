@@ -1,0 +1,1 @@
+"""Query: PromQL evaluation and the seed's JSON query shapes."""

@@ -1,0 +1,71 @@
+"""One typed Settings object, read from `RTPM_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LimitsSettings(BaseModel):
+    """Validation limits for everything that is written. Each violation is a 4xx naming the field."""
+
+    max_labels_per_series: int = Field(30, ge=1, description="Labels per series, __name__ excluded")
+    max_label_name_length: int = Field(128, ge=1)
+    max_label_value_length: int = Field(2048, ge=1)
+    max_metric_name_length: int = Field(256, ge=1)
+    max_help_length: int = Field(4096, ge=0)
+    max_batch_items: int = Field(50_000, ge=1, description="Items in one batch request")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Request body size, decompressed")
+    max_past_seconds: float = Field(15 * 86400, gt=0, description="How old a timestamp may be")
+    max_future_seconds: float = Field(600, ge=0, description="How far in the future a timestamp may be")
+    max_points_per_series: int = Field(11_000, ge=1, description="Points one query may return per series")
+    max_query_series: int = Field(10_000, ge=1, description="Series one query may touch")
+    max_query_samples: int = Field(50_000_000, ge=1, description="Samples one query may load")
+
+
+class WriteBufferSettings(BaseModel):
+    max_pending_samples: int = Field(1_000_000, ge=1, description="Samples waiting for commit, at most")
+    max_flush_samples: int = Field(200_000, ge=1, description="Samples written in one transaction, at most")
+    flush_interval_seconds: float = Field(0.005, ge=0, description="Wait to gather more before a flush")
+    retry_after_seconds: float = Field(1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
+
+    model_config = SettingsConfigDict(env_prefix="RTPM_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("rtpm-data")
+    database_url: str | None = Field(
+        None, description="postgresql://user@host:port/db to use PostgreSQL; unset means SQLite in data_dir"
+    )
+    database_schema: str = Field("public", description="PostgreSQL schema for RTPM's tables")
+    database_pool_size: int = Field(8, ge=1)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL only process crashes"
+    )
+    partition_days_ahead: int = Field(2, ge=0, description="PostgreSQL daily partitions made in advance")
+    default_tenant: str = "default"
+    latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
+    log_level: str = "info"
+    limits: LimitsSettings = LimitsSettings()
+    write_buffer: WriteBufferSettings = WriteBufferSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("RTPM_DATABASE_URL must start with postgresql:// (unset it to use SQLite)")
+        return v
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "rtpm.db"

@@ -1,0 +1,1 @@
+"""Storage: one narrow async Protocol (`base.py`) and one implementation per backend."""

@@ -1,0 +1,119 @@
+"""Backend-neutral pieces of the storage implementations: label encoding, series matching,
+and flattening write batches into deduplicated columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from rtpm.model.labels import Labels, Matcher, matches_all
+from rtpm.model.samples import MetricMetadata, WriteBatch
+
+
+def encode_labels(labels: Labels) -> str:
+    return orjson.dumps(dict(labels)).decode()
+
+
+def decode_labels(raw: str | bytes) -> Labels:
+    return tuple(sorted(orjson.loads(raw).items()))
+
+
+class LabelsCache:
+    """series id -> decoded labels. Series never change once made, so entries never go stale;
+    the cache is cleared when it grows past its bound."""
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self._max = max_entries
+        self._by_id: dict[int, Labels] = {}
+
+    def get(self, series_id: int, raw: str | bytes) -> Labels:
+        labels = self._by_id.get(series_id)
+        if labels is None:
+            if len(self._by_id) >= self._max:
+                self._by_id.clear()
+            labels = decode_labels(raw)
+            self._by_id[series_id] = labels
+        return labels
+
+
+def filter_series(
+    rows: Iterable[tuple[int, str | bytes]], matchers: Sequence[Matcher], cache: LabelsCache
+) -> list[tuple[int, Labels]]:
+    """Keep the (id, labels) of rows whose labels satisfy every matcher."""
+    out = []
+    for series_id, raw in rows:
+        labels = cache.get(series_id, raw)
+        if matches_all(labels, matchers):
+            out.append((series_id, labels))
+    out.sort(key=lambda item: item[1])
+    return out
+
+
+class SeriesIdCache:
+    """(tenant, labels) -> series id, bounded. Filled only after a commit succeeded."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._max = max_entries
+        self._ids: dict[tuple[str, Labels], int] = {}
+
+    def get(self, tenant: str, labels: Labels) -> int | None:
+        return self._ids.get((tenant, labels))
+
+    def update(self, entries: dict[tuple[str, Labels], int]) -> None:
+        if len(self._ids) + len(entries) > self._max:
+            self._ids.clear()
+        self._ids.update(entries)
+
+
+@dataclass(slots=True)
+class FlatSamples:
+    series_ids: npt.NDArray[np.int64]
+    ts_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+def flatten(batches: Sequence[WriteBatch], ids: dict[tuple[str, Labels], int]) -> FlatSamples:
+    """All samples of `batches` as columns, sorted by (series, ts); for a repeated (series, ts) only
+    the last written value is kept, so one flush never writes the same key twice."""
+    sid_parts, ts_parts, val_parts = [], [], []
+    for b in batches:
+        if not b.ts_ms:
+            continue
+        lookup = np.fromiter((ids[(b.tenant, s)] for s in b.series), dtype=np.int64, count=len(b.series))
+        sid_parts.append(lookup[np.asarray(b.refs, dtype=np.int64)])
+        ts_parts.append(np.asarray(b.ts_ms, dtype=np.int64))
+        val_parts.append(np.asarray(b.values, dtype=np.float64))
+    if not sid_parts:
+        empty_i = np.empty(0, dtype=np.int64)
+        return FlatSamples(empty_i, empty_i, np.empty(0, dtype=np.float64))
+    sids = np.concatenate(sid_parts)
+    ts = np.concatenate(ts_parts)
+    vals = np.concatenate(val_parts)
+    order = np.lexsort((ts, sids))  # stable: equal keys keep write order
+    sids, ts, vals = sids[order], ts[order], vals[order]
+    if len(ts) > 1:
+        last = np.ones(len(ts), dtype=bool)
+        last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+        if not last.all():
+            sids, ts, vals = sids[last], ts[last], vals[last]
+    return FlatSamples(sids, ts, vals)
+
+
+def merged_metadata(batches: Sequence[WriteBatch]) -> dict[tuple[str, str], MetricMetadata]:
+    """The last metadata given for each (tenant, metric name) across the batches."""
+    out: dict[tuple[str, str], MetricMetadata] = {}
+    for b in batches:
+        for md in b.metadata:
+            out[(b.tenant, md.name)] = md
+    return out
+
+
+def distinct_series(batches: Sequence[WriteBatch]) -> set[tuple[str, Labels]]:
+    return {(b.tenant, s) for b in batches for s in b.series}

@@ -1,0 +1,72 @@
+"""The storage contract. Everything above `storage/` talks to these Protocols only.
+
+Writes come in as `WriteBatch`es; `Storage.write()` commits all of the batches it is given in one
+transaction (group commit) or none of them. An identical (series, timestamp) keeps one sample, the
+last written. Reads go through a `Querier` scoped to one tenant and one closed time range
+`[start_ms, end_ms]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from rtpm.model.labels import Labels, Matcher
+from rtpm.model.samples import LatestSample, MetricInfo, MetricMetadata, Series, SeriesStats, WriteBatch
+
+
+class Querier(Protocol):
+    """Reads of one tenant within `[start_ms, end_ms]`, fixed when the querier was made."""
+
+    tenant: str
+    start_ms: int
+    end_ms: int
+
+    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
+        """Series matching every matcher, with their samples in range, sorted by timestamp.
+        Series with no samples in range are left out. Raises TooManySamples past `max_samples`."""
+        ...
+
+    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
+        """Label sets of the series matching the matchers that have samples in range."""
+        ...
+
+    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]: ...
+
+    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]: ...
+
+    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
+        """The last sample in range of each matching series."""
+        ...
+
+    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
+        """count, sum, min, max, first and last timestamp per matching series in range."""
+        ...
+
+
+class Storage(Protocol):
+    backend: str
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        ...
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; returns the versions applied."""
+        ...
+
+    async def write(self, batches: Sequence[WriteBatch]) -> int:
+        """Commit all samples and metadata of `batches` in one transaction; returns samples written."""
+        ...
+
+    def querier(self, tenant: str, start_ms: int, end_ms: int) -> Querier: ...
+
+    async def metric_names(self, tenant: str) -> list[MetricInfo]: ...
+
+    async def metadata(self, tenant: str, name: str | None = None) -> list[MetricMetadata]: ...
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the backend answers."""
+        ...
+
+    async def close(self) -> None: ...

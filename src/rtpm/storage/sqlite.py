@@ -1,0 +1,390 @@
+"""SqliteStorage: the embedded default. One file in WAL mode; one writer thread, reader threads.
+
+sqlite3 is blocking, so every call runs on a dedicated thread: writes on one thread with one
+connection (SQLite has one writer anyway), reads on a small pool of threads, each with its own
+connection. Nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
+from rtpm.model.samples import (
+    LatestSample,
+    MetricInfo,
+    MetricMetadata,
+    MetricType,
+    Series,
+    SeriesStats,
+    WriteBatch,
+)
+from rtpm.storage import migrations
+from rtpm.storage._series import (
+    LabelsCache,
+    SeriesIdCache,
+    distinct_series,
+    encode_labels,
+    filter_series,
+    flatten,
+    merged_metadata,
+)
+
+T = TypeVar("T")
+_IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
+
+
+def _nan_bits(value: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", value))[0]
+
+
+def _from_bits(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+class SqliteStorage:
+    backend = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", read_threads: int = 2) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._ids = SeriesIdCache()
+        self._labels = LabelsCache()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._write_conn is None:
+                self._write_conn = self._connect()
+            return fn(self._write_conn)
+
+        return await self._run(self._writer, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(self._readers, lambda: fn(self._reader_conn()))
+
+    @staticmethod
+    async def _run(executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"sqlite: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: {exc}") from exc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        await self.migrate()
+
+    async def migrate(self) -> list[int]:
+        def run(conn: sqlite3.Connection) -> list[int]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+                )
+                done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+                applied = []
+                for version, name, sql in migrations.load("sqlite"):
+                    if version in done:
+                        continue
+                    for statement in migrations.statements(sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (version, name, int(time.time() * 1000)),
+                    )
+                    applied.append(version)
+                conn.execute("COMMIT")
+                return applied
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        return await self._write(run)
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all_conns:
+                conn.close()
+            self._all_conns.clear()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def write(self, batches: Sequence[WriteBatch]) -> int:
+        wanted = distinct_series(batches)
+        now_ms = int(time.time() * 1000)
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids: dict[tuple[str, Labels], int] = {}
+                missing = []
+                for key in wanted:
+                    sid = self._ids.get(*key)
+                    if sid is None:
+                        missing.append(key)
+                    else:
+                        ids[key] = sid
+                new_ids = self._ensure_series(conn, missing, now_ms)
+                ids.update(new_ids)
+                flat = flatten(batches, ids)
+                finite = ~np.isnan(flat.values)
+                rows: Any
+                if finite.all():
+                    rows = zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True)
+                    conn.executemany(
+                        "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, NULL) "
+                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, nan_bits = NULL",
+                        rows,
+                    )
+                else:
+                    rows = [
+                        (s, t, v, None) if v == v else (s, t, None, _nan_bits(v))
+                        for s, t, v in zip(
+                            flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True
+                        )
+                    ]
+                    conn.executemany(
+                        "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
+                        "nan_bits = excluded.nan_bits",
+                        rows,
+                    )
+                meta = merged_metadata(batches)
+                if meta:
+                    conn.executemany(
+                        "INSERT INTO metric_metadata VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, name) "
+                        "DO UPDATE SET type = excluded.type, unit = excluded.unit, help = excluded.help, "
+                        "updated_ms = excluded.updated_ms",
+                        [(t, md.name, md.type.value, md.unit, md.help, now_ms) for (t, _), md in meta.items()],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._ids.update(new_ids)
+            return len(flat)
+
+        return await self._write(run)
+
+    @staticmethod
+    def _ensure_series(
+        conn: sqlite3.Connection, missing: list[tuple[str, Labels]], now_ms: int
+    ) -> dict[tuple[str, Labels], int]:
+        if not missing:
+            return {}
+        fps = [(tenant, fingerprint(labels)) for tenant, labels in missing]
+        conn.executemany(
+            "INSERT OR IGNORE INTO series (tenant, fingerprint, name, labels, created_ms) VALUES (?, ?, ?, ?, ?)",
+            [
+                (tenant, fp, metric_name_of(labels), encode_labels(labels), now_ms)
+                for (tenant, labels), (_, fp) in zip(missing, fps, strict=True)
+            ],
+        )
+        out = {}
+        for key, (tenant, fp) in zip(missing, fps, strict=True):
+            row = conn.execute("SELECT id FROM series WHERE tenant = ? AND fingerprint = ?", (tenant, fp)).fetchone()
+            out[key] = row[0]
+        return out
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def querier(self, tenant: str, start_ms: int, end_ms: int) -> SqliteQuerier:
+        return SqliteQuerier(self, tenant, start_ms, end_ms)
+
+    async def metric_names(self, tenant: str) -> list[MetricInfo]:
+        def run(conn: sqlite3.Connection) -> list[MetricInfo]:
+            rows = conn.execute(
+                "SELECT s.name, COUNT(*), m.type, m.unit, m.help FROM series s "
+                "LEFT JOIN metric_metadata m ON m.tenant = s.tenant AND m.name = s.name "
+                "WHERE s.tenant = ? GROUP BY s.name ORDER BY s.name",
+                (tenant,),
+            ).fetchall()
+            return [
+                MetricInfo(name, MetricType(t or "unknown"), unit or "", help_ or "", count)
+                for name, count, t, unit, help_ in rows
+            ]
+
+        return await self._read(run)
+
+    async def metadata(self, tenant: str, name: str | None = None) -> list[MetricMetadata]:
+        def run(conn: sqlite3.Connection) -> list[MetricMetadata]:
+            sql = "SELECT name, type, unit, help FROM metric_metadata WHERE tenant = ?"
+            args: tuple[Any, ...] = (tenant,)
+            if name is not None:
+                sql += " AND name = ?"
+                args += (name,)
+            rows = conn.execute(sql + " ORDER BY name", args).fetchall()
+            return [MetricMetadata(n, MetricType(t), u, h) for n, t, u, h in rows]
+
+        return await self._read(run)
+
+    def _matching_series(
+        self, conn: sqlite3.Connection, tenant: str, matchers: Sequence[Matcher]
+    ) -> list[tuple[int, Labels]]:
+        name = equal_metric_name(matchers)
+        if name is not None:
+            cur = conn.execute("SELECT id, labels FROM series WHERE tenant = ? AND name = ?", (tenant, name))
+        else:
+            cur = conn.execute("SELECT id, labels FROM series WHERE tenant = ?", (tenant,))
+        return filter_series(cur, matchers, self._labels)
+
+
+def _chunks(seq: Sequence[T], n: int) -> list[Sequence[T]]:
+    return [seq[i : i + n] for i in range(0, len(seq), n)]
+
+
+class SqliteQuerier:
+    def __init__(self, storage: SqliteStorage, tenant: str, start_ms: int, end_ms: int) -> None:
+        self._s = storage
+        self.tenant = tenant
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+
+    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
+        def run(conn: sqlite3.Connection) -> list[Series]:
+            found = self._s._matching_series(conn, self.tenant, matchers)
+            out: list[Series] = []
+            loaded = 0
+            for series_id, labels in found:
+                rows = conn.execute(
+                    "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+                    (series_id, self.start_ms, self.end_ms),
+                ).fetchall()
+                if not rows:
+                    continue
+                loaded += len(rows)
+                if max_samples is not None and loaded > max_samples:
+                    raise TooManySamples(
+                        f"query loads more than {max_samples} samples (max_query_samples); narrow the "
+                        "time range or the selector"
+                    )
+                ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vals = np.fromiter(
+                    (r[1] if r[1] is not None else _from_bits(r[2]) for r in rows),
+                    dtype=np.float64,
+                    count=len(rows),
+                )
+                out.append(Series(labels, ts, vals))
+            return out
+
+        return await self._s._read(run)
+
+    async def _series_with_data(self, conn: sqlite3.Connection, matchers: Sequence[Matcher]) -> list[Labels]:
+        found = self._s._matching_series(conn, self.tenant, matchers)
+        out = []
+        for series_id, labels in found:
+            hit = conn.execute(
+                "SELECT 1 FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? LIMIT 1",
+                (series_id, self.start_ms, self.end_ms),
+            ).fetchone()
+            if hit:
+                out.append(labels)
+        return out
+
+    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
+        def run(conn: sqlite3.Connection) -> list[Labels]:
+            found = self._s._matching_series(conn, self.tenant, matchers)
+            return [labels for sid, labels in found if self._has_data(conn, sid)]
+
+        return await self._s._read(run)
+
+    def _has_data(self, conn: sqlite3.Connection, series_id: int) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? LIMIT 1",
+                (series_id, self.start_ms, self.end_ms),
+            ).fetchone()
+            is not None
+        )
+
+    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
+        names = {k for labels in await self.series(matchers) for k, _ in labels}
+        return sorted(names)
+
+    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
+        values = {v for labels in await self.series(matchers) for k, v in labels if k == name}
+        return sorted(values)
+
+    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
+        def run(conn: sqlite3.Connection) -> list[LatestSample]:
+            out = []
+            for series_id, labels in self._s._matching_series(conn, self.tenant, matchers):
+                row = conn.execute(
+                    "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? "
+                    "ORDER BY ts DESC LIMIT 1",
+                    (series_id, self.start_ms, self.end_ms),
+                ).fetchone()
+                if row:
+                    value = row[1] if row[1] is not None else _from_bits(row[2])
+                    out.append(LatestSample(labels, row[0], value))
+            return out
+
+        return await self._s._read(run)
+
+    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
+        def run(conn: sqlite3.Connection) -> list[SeriesStats]:
+            out = []
+            for series_id, labels in self._s._matching_series(conn, self.tenant, matchers):
+                row = conn.execute(
+                    "SELECT COUNT(value), SUM(value), MIN(value), MAX(value), MIN(ts), MAX(ts) FROM samples "
+                    "WHERE series_id = ? AND ts BETWEEN ? AND ? AND value IS NOT NULL",
+                    (series_id, self.start_ms, self.end_ms),
+                ).fetchone()
+                if row and row[0]:
+                    out.append(SeriesStats(labels, row[0], row[1], row[2], row[3], row[4], row[5]))
+            return out
+
+        return await self._s._read(run)
+
+
+if TYPE_CHECKING:
+    from rtpm.storage.base import Querier, Storage
+
+    _s: type[Storage] = SqliteStorage
+    _q: type[Querier] = SqliteQuerier
