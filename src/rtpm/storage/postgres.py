@@ -1,0 +1,404 @@
+"""PostgresStorage: asyncpg pool; samples partitioned by day; group commit in one transaction.
+
+Series are created in their own short transaction before the samples' transaction (a series row
+without samples is harmless, and the id cache is then never poisoned by a rollback). Samples go in
+with one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE`, so a retried batch
+overwrites instead of duplicating. Daily partitions of `samples` are made ahead of need and on
+demand, so retention can drop whole partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import numpy as np
+
+from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
+from rtpm.model.samples import (
+    LatestSample,
+    MetricInfo,
+    MetricMetadata,
+    MetricType,
+    Series,
+    SeriesStats,
+    WriteBatch,
+)
+from rtpm.storage import migrations
+from rtpm.storage._series import (
+    LabelsCache,
+    SeriesIdCache,
+    distinct_series,
+    encode_labels,
+    filter_series,
+    flatten,
+    merged_metadata,
+)
+
+DAY_MS = 86_400_000
+_MIGRATION_LOCK = 0x5254504D  # "RTPM"
+_PARTITION_LOCK = 0x5254504E
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+def partition_name(day: int) -> str:
+    return "samples_p" + datetime.fromtimestamp(day * 86400, tz=UTC).strftime("%Y%m%d")
+
+
+class PostgresStorage:
+    backend = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        pool_size: int = 8,
+        partition_days_ahead: int = 2,
+        connect_timeout_seconds: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._pool_size = pool_size
+        self._days_ahead = partition_days_ahead
+        self._connect_timeout = connect_timeout_seconds
+        self._pool: asyncpg.Pool | None = None
+        self._ids = SeriesIdCache()
+        self._labels = LabelsCache()
+        self._partitions: set[int] = set()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout,
+                command_timeout=60,
+                server_settings={"search_path": self._schema, "application_name": "rtpm"},
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StorageError(f"postgres: {exc}") from exc
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            await self.connect()
+        assert self._pool is not None
+        try:
+            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.exceptions.OperatorInterventionError):
+                raise StorageUnavailable(f"postgres unavailable: {exc}") from exc
+            raise StorageError(f"postgres: {exc}") from exc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.connect()
+        await self.migrate()
+        today = int(time.time() * 1000) // DAY_MS
+        await self._ensure_partitions(range(today - 1, today + self._days_ahead + 1))
+
+    async def migrate(self) -> list[int]:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+            )
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in migrations.load("postgres"):
+                if version in done:
+                    continue
+                for statement in migrations.statements(sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2, $3)", version, name, int(time.time() * 1000)
+                )
+                applied.append(version)
+            return applied
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (TimeoutError, *_UNAVAILABLE):
+                pool.terminate()
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    async def _ensure_partitions(self, days: Any) -> None:
+        missing = sorted(d for d in days if d not in self._partitions)
+        if not missing:
+            return
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK)
+            existing = {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+                    "WHERE p.relname = 'samples' AND n.nspname = current_schema()"
+                )
+            }
+            for day in missing:
+                name = partition_name(day)
+                if name not in existing:
+                    await conn.execute(
+                        f"CREATE TABLE {name} PARTITION OF samples FOR VALUES FROM ({day * DAY_MS}) "
+                        f"TO ({(day + 1) * DAY_MS})"
+                    )
+        self._partitions.update(missing)
+
+    async def partitions(self) -> list[str]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+                "WHERE p.relname = 'samples' AND n.nspname = current_schema() ORDER BY 1"
+            )
+        return [r[0] for r in rows]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def write(self, batches: Sequence[WriteBatch]) -> int:
+        ids: dict[tuple[str, Labels], int] = {}
+        missing = []
+        for key in distinct_series(batches):
+            sid = self._ids.get(*key)
+            if sid is None:
+                missing.append(key)
+            else:
+                ids[key] = sid
+        if missing:
+            new_ids = await self._ensure_series(missing)
+            self._ids.update(new_ids)
+            ids.update(new_ids)
+        flat = flatten(batches, ids)
+        if len(flat):
+            days = np.unique(flat.ts_ms // DAY_MS).tolist()
+            await self._ensure_partitions(days)
+        meta = merged_metadata(batches)
+        now_ms = int(time.time() * 1000)
+        async with self._conn() as conn, conn.transaction():
+            if len(flat):
+                await conn.execute(
+                    "INSERT INTO samples (series_id, ts, value) "
+                    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::float8[]) "
+                    "ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
+                    flat.series_ids,
+                    flat.ts_ms,
+                    flat.values,
+                )
+            if meta:
+                await conn.executemany(
+                    "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "
+                    "DO UPDATE SET type = EXCLUDED.type, unit = EXCLUDED.unit, help = EXCLUDED.help, "
+                    "updated_ms = EXCLUDED.updated_ms",
+                    [(t, md.name, md.type.value, md.unit, md.help, now_ms) for (t, _), md in meta.items()],
+                )
+        return len(flat)
+
+    async def _ensure_series(self, missing: list[tuple[str, Labels]]) -> dict[tuple[str, Labels], int]:
+        tenants = [t for t, _ in missing]
+        fps = [fingerprint(labels) for _, labels in missing]
+        names = [metric_name_of(labels) for _, labels in missing]
+        encoded = [encode_labels(labels) for _, labels in missing]
+        now_ms = int(time.time() * 1000)
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO series (tenant, fingerprint, name, labels, created_ms) "
+                "SELECT t, f, n, l::jsonb, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) "
+                "AS u(t, f, n, l) ORDER BY t, f ON CONFLICT (tenant, fingerprint) DO NOTHING",
+                tenants,
+                fps,
+                names,
+                encoded,
+                now_ms,
+            )
+            rows = await conn.fetch(
+                "SELECT s.tenant, s.fingerprint, s.id FROM series s "
+                "JOIN unnest($1::text[], $2::bigint[]) AS u(t, f) ON s.tenant = u.t AND s.fingerprint = u.f",
+                tenants,
+                fps,
+            )
+        by_fp = {(r[0], r[1]): r[2] for r in rows}
+        return {key: by_fp[(key[0], fp)] for key, fp in zip(missing, fps, strict=True)}
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def querier(self, tenant: str, start_ms: int, end_ms: int) -> PostgresQuerier:
+        return PostgresQuerier(self, tenant, start_ms, end_ms)
+
+    async def metric_names(self, tenant: str) -> list[MetricInfo]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT s.name, COUNT(*), m.type, m.unit, m.help FROM series s "
+                "LEFT JOIN metric_metadata m ON m.tenant = s.tenant AND m.name = s.name "
+                "WHERE s.tenant = $1 GROUP BY s.name, m.type, m.unit, m.help ORDER BY s.name",
+                tenant,
+            )
+        return [MetricInfo(r[0], MetricType(r[2] or "unknown"), r[3] or "", r[4] or "", r[1]) for r in rows]
+
+    async def metadata(self, tenant: str, name: str | None = None) -> list[MetricMetadata]:
+        async with self._conn() as conn:
+            if name is None:
+                rows = await conn.fetch(
+                    "SELECT name, type, unit, help FROM metric_metadata WHERE tenant = $1 ORDER BY name", tenant
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT name, type, unit, help FROM metric_metadata WHERE tenant = $1 AND name = $2",
+                    tenant,
+                    name,
+                )
+        return [MetricMetadata(r[0], MetricType(r[1]), r[2], r[3]) for r in rows]
+
+    async def _matching_series(
+        self, conn: asyncpg.Connection, tenant: str, matchers: Sequence[Matcher]
+    ) -> list[tuple[int, Labels]]:
+        name = equal_metric_name(matchers)
+        if name is not None:
+            rows = await conn.fetch(
+                "SELECT id, labels::text FROM series WHERE tenant = $1 AND name = $2", tenant, name
+            )
+        else:
+            rows = await conn.fetch("SELECT id, labels::text FROM series WHERE tenant = $1", tenant)
+        return filter_series(((r[0], r[1]) for r in rows), matchers, self._labels)
+
+
+class PostgresQuerier:
+    def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
+        self._s = storage
+        self.tenant = tenant
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+
+    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
+        async with self._s._conn() as conn:
+            found = await self._s._matching_series(conn, self.tenant, matchers)
+            if not found:
+                return []
+            if max_samples is not None:
+                total = await conn.fetchval(
+                    "SELECT COUNT(*) FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3",
+                    [sid for sid, _ in found],
+                    self.start_ms,
+                    self.end_ms,
+                )
+                if total > max_samples:
+                    raise TooManySamples(
+                        f"query loads {total} samples, more than {max_samples} (max_query_samples); narrow the "
+                        "time range or the selector"
+                    )
+            rows = await conn.fetch(
+                "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM samples "
+                "WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 GROUP BY series_id",
+                [sid for sid, _ in found],
+                self.start_ms,
+                self.end_ms,
+            )
+        data = {r[0]: (r[1], r[2]) for r in rows}
+        out = []
+        for sid, labels in found:
+            hit = data.get(sid)
+            if hit is not None:
+                out.append(Series(labels, np.array(hit[0], dtype=np.int64), np.array(hit[1], dtype=np.float64)))
+        return out
+
+    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
+        async with self._s._conn() as conn:
+            found = await self._s._matching_series(conn, self.tenant, matchers)
+            if not found:
+                return []
+            rows = await conn.fetch(
+                "SELECT u.id FROM unnest($1::bigint[]) AS u(id) WHERE EXISTS "
+                "(SELECT 1 FROM samples WHERE series_id = u.id AND ts BETWEEN $2 AND $3)",
+                [sid for sid, _ in found],
+                self.start_ms,
+                self.end_ms,
+            )
+        present = {r[0] for r in rows}
+        return [labels for sid, labels in found if sid in present]
+
+    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({k for labels in await self.series(matchers) for k, _ in labels})
+
+    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({v for labels in await self.series(matchers) for k, v in labels if k == name})
+
+    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
+        async with self._s._conn() as conn:
+            found = await self._s._matching_series(conn, self.tenant, matchers)
+            if not found:
+                return []
+            rows = await conn.fetch(
+                "SELECT u.id, l.ts, l.value FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL "
+                "(SELECT ts, value FROM samples WHERE series_id = u.id AND ts BETWEEN $2 AND $3 "
+                "ORDER BY ts DESC LIMIT 1) AS l",
+                [sid for sid, _ in found],
+                self.start_ms,
+                self.end_ms,
+            )
+        data = {r[0]: (r[1], r[2]) for r in rows}
+        return [LatestSample(labels, *data[sid]) for sid, labels in found if sid in data]
+
+    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
+        async with self._s._conn() as conn:
+            found = await self._s._matching_series(conn, self.tenant, matchers)
+            if not found:
+                return []
+            rows = await conn.fetch(
+                "SELECT series_id, COUNT(*), SUM(value), MIN(value), MAX(value), MIN(ts), MAX(ts) FROM samples "
+                "WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 AND value <> 'NaN' "
+                "GROUP BY series_id",
+                [sid for sid, _ in found],
+                self.start_ms,
+                self.end_ms,
+            )
+        data = {r[0]: tuple(r[1:]) for r in rows}
+        return [SeriesStats(labels, *data[sid]) for sid, labels in found if sid in data]
+
+
+if TYPE_CHECKING:
+    from rtpm.storage.base import Querier, Storage
+
+    _s: type[Storage] = PostgresStorage
+    _q: type[Querier] = PostgresQuerier
