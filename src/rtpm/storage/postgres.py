@@ -296,9 +296,7 @@ class PostgresStorage:
     ) -> list[tuple[int, Labels]]:
         name = equal_metric_name(matchers)
         if name is not None:
-            rows = await conn.fetch(
-                "SELECT id, labels::text FROM series WHERE tenant = $1 AND name = $2", tenant, name
-            )
+            rows = await conn.fetch("SELECT id, labels::text FROM series WHERE tenant = $1 AND name = $2", tenant, name)
         else:
             rows = await conn.fetch("SELECT id, labels::text FROM series WHERE tenant = $1", tenant)
         return filter_series(((r[0], r[1]) for r in rows), matchers, self._labels)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run the whole suite, PostgreSQL and Redis included.
+#   ./scripts/test.sh                 everything
+#   ./scripts/test.sh -m "not integration"   the quick inner loop (no servers, no subprocesses)
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${RTPM_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# Peers and tools some tests drive for real (Debian packages), installed once when missing.
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${need[*]}"
+  apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || echo "warning: could not install ${need[*]}"
+fi
+
+bash scripts/services.sh
+
+export RTPM_TEST_POSTGRES_DSN="${RTPM_TEST_POSTGRES_DSN:-postgresql://root@127.0.0.1:5432/test}"
+export RTPM_TEST_REDIS_URL="${RTPM_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export PATH="$PWD/$VENV/bin:$PATH"
+
+"$VENV/bin/ruff" check src tests bench
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,132 @@
+"""BatchBuilder: the part every push protocol shares once it has decoded a request.
+
+A decoder hands it series (metric name + labels) and samples. Each distinct series is validated
+once per request (the decoder keeps `cache`, keyed however is cheapest for its wire format), every
+timestamp is checked against the accepted window, and problems are collected so that a client
+learns everything wrong at once. `finish()` returns the WriteBatch, or raises BadDataError listing
+the problems: nothing of a request with an invalid sample is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Final
+
+from rtpm.errors import BadDataError, PayloadTooLarge, Problem
+from rtpm.ingest.validate import Validator
+from rtpm.model.labels import Labels, make_labels
+from rtpm.model.samples import MetricMetadata, MetricType, WriteBatch
+
+MISSING: Final = object()
+MAX_LISTED_PROBLEMS = 100
+
+
+class BatchBuilder:
+    """Collects one request's samples. `where` names an index in messages ("series", "line"...)."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        validator: Validator,
+        where: str = "item",
+        extra_labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.batch = WriteBatch(tenant)
+        self.validator = validator
+        self.where = where
+        self.extra_labels = dict(extra_labels or {})
+        self.cache: dict[Hashable, Labels | None] = {}
+        self.problems: list[Problem] = []
+        self.problem_count = 0
+        self.lo_ms, self.hi_ms = validator.window_ms()
+        self.max_samples = validator.limits.max_batch_items
+        self._metadata: dict[str, MetricMetadata] = {}
+
+    def problem(self, field: str, reason: str, index: int | None) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_LISTED_PROBLEMS:
+            self.problems.append(Problem(field, reason, index))
+
+    def _collect(self, found: list[Problem]) -> None:
+        for p in found:
+            self.problem(p.field, p.reason, p.index)
+
+    def make_series(self, name: str, labels: Mapping[str, str], index: int | None) -> Labels | None:
+        """Validate a metric name and its labels (without `__name__`); canonical Labels or None."""
+        found: list[Problem] = []
+        v = self.validator
+        ok = v.metric_name(name, found, index, "__name__")
+        if self.extra_labels:
+            labels = {**labels, **self.extra_labels}
+        checked = v.labels(labels, found, index, "labels")
+        if found:
+            self._collect(found)
+        if not ok or checked is None:
+            return None
+        return make_labels(name, checked)
+
+    def add(self, labels: Labels, ts_ms: int, value: float, index: int | None) -> None:
+        if self.lo_ms <= ts_ms <= self.hi_ms:
+            self.batch.add(labels, ts_ms, value)
+            return
+        found: list[Problem] = []
+        self.validator.timestamp_ms(ts_ms, found, index, "timestamp")
+        self._collect(found)
+
+    def extend(self, labels: Labels, ts_ms: Sequence[int], values: Sequence[float], index: int | None) -> None:
+        """Add many samples of one series (the columns are appended in one go)."""
+        lo, hi = self.lo_ms, self.hi_ms
+        if ts_ms and not all(lo <= t <= hi for t in ts_ms):
+            for t, value in zip(ts_ms, values, strict=True):
+                self.add(labels, t, value, index)
+            return
+        b = self.batch
+        ref = b._index.get(labels)
+        if ref is None:
+            ref = len(b.series)
+            b._index[labels] = ref
+            b.series.append(labels)
+        b.refs.extend([ref] * len(ts_ms))
+        b.ts_ms.extend(ts_ms)
+        b.values.extend(values)
+
+    def metadata(self, name: str, type_: MetricType, unit: str, help_text: str, index: int | None) -> None:
+        found: list[Problem] = []
+        if not self.validator.metric_name(name, found, index, "metadata.metric_family_name"):
+            self._collect(found)
+            return
+        limit = self.validator.limits.max_help_length
+        if len(help_text) > limit:
+            help_text = help_text[:limit]  # help is documentation, not data: trimmed, never refused
+        old = self._metadata.get(name)
+        if old is not None and type_ is MetricType.UNKNOWN:
+            type_ = old.type
+        self._metadata[name] = MetricMetadata(name, type_, unit, help_text)
+
+    def finish(self) -> WriteBatch:
+        if self.problem_count:
+            raise self.error()
+        n = len(self.batch)
+        if n > self.max_samples:
+            raise PayloadTooLarge(
+                f"request has {n} samples, more than max_batch_items={self.max_samples}; send smaller batches"
+            )
+        self.batch.metadata = list(self._metadata.values())
+        return self.batch
+
+    def error(self) -> BadDataError:
+        listed = self.problems
+        first = listed[0]
+        where = f"{self.where} {first.index}: " if first.index is not None else ""
+        more = self.problem_count - 1
+        message = f"{where}{first.field}: {first.reason}" + (f" (and {more} more problems)" if more else "")
+        details: list[dict[str, Any]] = []
+        for p in listed:
+            d: dict[str, Any] = {"field": p.field, "reason": p.reason}
+            if p.index is not None:
+                d[self.where] = p.index
+            details.append(d)
+        if self.problem_count > len(listed):
+            details.append({"field": "", "reason": f"{self.problem_count - len(listed)} more problems not listed"})
+        return BadDataError(message, details=details)

@@ -1,0 +1,57 @@
+"""Protobuf message classes for remote write and OTLP, built at import from the descriptor set
+generated from the .proto files here (see generate.py), in a private descriptor pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
+
+_pool = descriptor_pool.DescriptorPool()
+_files = descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET)
+for _file in _files.file:
+    _pool.Add(_file)
+
+
+def _message(full_name: str) -> Any:
+    return message_factory.GetMessageClass(_pool.FindMessageTypeByName(full_name))
+
+
+# Remote write 1.0
+WriteRequest = _message("prometheus.WriteRequest")
+TimeSeries = _message("prometheus.TimeSeries")
+Label = _message("prometheus.Label")
+Sample = _message("prometheus.Sample")
+PromMetricMetadata = _message("prometheus.MetricMetadata")
+
+# OTLP metrics
+ExportMetricsServiceRequest = _message("opentelemetry.proto.metrics.v1.ExportMetricsServiceRequest")
+ExportMetricsServiceResponse = _message("opentelemetry.proto.metrics.v1.ExportMetricsServiceResponse")
+ResourceMetrics = _message("opentelemetry.proto.metrics.v1.ResourceMetrics")
+ScopeMetrics = _message("opentelemetry.proto.metrics.v1.ScopeMetrics")
+Metric = _message("opentelemetry.proto.metrics.v1.Metric")
+NumberDataPoint = _message("opentelemetry.proto.metrics.v1.NumberDataPoint")
+HistogramDataPoint = _message("opentelemetry.proto.metrics.v1.HistogramDataPoint")
+SummaryDataPoint = _message("opentelemetry.proto.metrics.v1.SummaryDataPoint")
+KeyValue = _message("opentelemetry.proto.common.v1.KeyValue")
+AnyValue = _message("opentelemetry.proto.common.v1.AnyValue")
+
+__all__ = [
+    "AnyValue",
+    "ExportMetricsServiceRequest",
+    "ExportMetricsServiceResponse",
+    "HistogramDataPoint",
+    "KeyValue",
+    "Label",
+    "Metric",
+    "NumberDataPoint",
+    "PromMetricMetadata",
+    "ResourceMetrics",
+    "Sample",
+    "ScopeMetrics",
+    "SummaryDataPoint",
+    "TimeSeries",
+    "WriteRequest",
+]
