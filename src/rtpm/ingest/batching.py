@@ -98,7 +98,8 @@ class BatchBuilder:
             return
         limit = self.validator.limits.max_help_length
         if len(help_text) > limit:
-            help_text = help_text[:limit]  # help is documentation, not data: trimmed, never refused
+            self.problem("metadata.help", f"longer than {limit} characters (max_help_length)", index)
+            return
         old = self._metadata.get(name)
         if old is not None and type_ is MetricType.UNKNOWN:
             type_ = old.type

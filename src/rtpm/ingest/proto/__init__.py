@@ -21,6 +21,7 @@ def _message(full_name: str) -> Any:
 
 # Remote write 1.0
 WriteRequest = _message("prometheus.WriteRequest")
+WriteRequestLite = _message("prometheus.WriteRequestLite")
 TimeSeries = _message("prometheus.TimeSeries")
 Label = _message("prometheus.Label")
 Sample = _message("prometheus.Sample")
@@ -54,4 +55,5 @@ __all__ = [
     "SummaryDataPoint",
     "TimeSeries",
     "WriteRequest",
+    "WriteRequestLite",
 ]

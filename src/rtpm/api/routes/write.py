@@ -1,0 +1,282 @@
+"""Push endpoints of the protocols agents already speak: Prometheus remote write, Influx line
+protocol (v1 and v2 paths, plus the `/query` probe Telegraf sends), OTLP/HTTP metrics and the
+Prometheus text format. Each decodes (in a worker thread), validates with the shared Validator and
+hands one WriteBatch to the write buffer; it answers once the samples are committed.
+
+HTTP specifics live here: content types, encodings, status codes, the OTLP response body.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.api.errors import status_for
+from rtpm.api.responses import OrjsonResponse
+from rtpm.bootstrap import Services
+from rtpm.errors import BadDataError, OverloadedError, RtpmError, UnsupportedMediaType
+from rtpm.ingest import influx, otlp, prom_text
+from rtpm.ingest.compression import decompress
+from rtpm.ingest.remote_write import RemoteWriteDecoder
+
+router = APIRouter(tags=["ingest"])
+
+T = TypeVar("T")
+
+PROTOBUF = "application/x-protobuf"
+REMOTE_WRITE_V1 = "prometheus.WriteRequest"
+REMOTE_WRITE_VERSION = "0.1.0"
+
+
+def _media_type(request: Request) -> tuple[str, dict[str, str]]:
+    raw = request.headers.get("content-type", "")
+    main, *params = raw.split(";")
+    parsed: dict[str, str] = {}
+    for p in params:
+        k, _, v = p.strip().partition("=")
+        parsed[k.strip().lower()] = v.strip().strip('"')
+    return main.strip().lower(), parsed
+
+
+def _extra_labels(request: Request) -> dict[str, str]:
+    """`extra_label=name=value` query arguments (repeatable) add or override labels."""
+    out: dict[str, str] = {}
+    for item in request.query_params.getlist("extra_label"):
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise BadDataError(f"extra_label: expected name=value, got {item!r}")
+        out[name] = value
+    return out
+
+
+async def _decoded(request: Request, services: Services, encoding: str | None, decode: Callable[[bytes], T]) -> T:
+    """Read the body, decompress it (bounded by max_body_bytes) and decode it off the event loop."""
+    raw = await request.body()
+    limit = services.settings.limits.max_body_bytes
+
+    def work() -> T:
+        return decode(decompress(raw, encoding, max_bytes=limit))
+
+    if len(raw) < 16_384 and encoding in (None, "", "identity"):
+        return work()
+    return await run_in_threadpool(work)
+
+
+def _now_ms(services: Services) -> int:
+    return int(services.clock() * 1000)
+
+
+# ---- Prometheus remote write 1.0 -------------------------------------------------------------
+
+
+def _remote_write_decoder(request: Request, services: Services) -> RemoteWriteDecoder:
+    """One decoder per app: it remembers validated series between requests."""
+    state = request.app.state
+    decoder: RemoteWriteDecoder | None = getattr(state, "remote_write_decoder", None)
+    if decoder is None or decoder.validator is not services.validator:
+        decoder = RemoteWriteDecoder(services.validator)
+        state.remote_write_decoder = decoder
+    return decoder
+
+
+@router.post("/api/v1/write", status_code=204, response_class=Response)
+async def remote_write(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Prometheus remote write 1.0: snappy (block format) compressed protobuf WriteRequest.
+    204 once stored; 400 if any sample can never be accepted (nothing is stored); 503 with
+    Retry-After while the write buffer is full (the sender retries)."""
+    media, params = _media_type(request)
+    if media not in ("", PROTOBUF):
+        raise UnsupportedMediaType(f"remote write needs Content-Type {PROTOBUF}, got {media!r}")
+    proto = params.get("proto", REMOTE_WRITE_V1)
+    if proto != REMOTE_WRITE_V1:
+        raise UnsupportedMediaType(
+            f"remote write message {proto!r} is not supported; only remote write 1.0 ({REMOTE_WRITE_V1}): "
+            "set protobuf_message: prometheus.WriteRequest"
+        )
+    encoding = (request.headers.get("content-encoding") or "snappy").strip().lower()
+    if encoding != "snappy":
+        raise UnsupportedMediaType(f"remote write needs Content-Encoding snappy, got {encoding!r}")
+    extra = _extra_labels(request)
+    decoder = _remote_write_decoder(request, services)
+    batch = await _decoded(
+        request, services, "snappy", lambda data: decoder.decode(data, tenant=tenant, extra_labels=extra)
+    )
+    await services.buffer.submit(batch)
+    return Response(status_code=204, headers={"X-Prometheus-Remote-Write-Version": REMOTE_WRITE_VERSION})
+
+
+# ---- Influx line protocol --------------------------------------------------------------------
+
+
+async def _influx(request: Request, services: Services, tenant: str, precision: str, db: str | None) -> Response:
+    extra = _extra_labels(request)
+    encoding = request.headers.get("content-encoding")
+    now_ms = _now_ms(services)
+    batch = await _decoded(
+        request,
+        services,
+        encoding,
+        lambda data: influx.decode_lines(
+            data,
+            tenant=tenant,
+            validator=services.validator,
+            now_ms=now_ms,
+            precision=precision,
+            default_labels={"db": db} if db else None,
+            extra_labels=extra,
+        ),
+    )
+    await services.buffer.submit(batch)
+    return Response(status_code=204)
+
+
+@router.post("/write", status_code=204, response_class=Response)
+async def influx_write_v1(
+    request: Request, services: ServicesDep, tenant: TenantDep, db: str | None = None, precision: str = "ns"
+) -> Response:
+    """InfluxDB 1.x write: line protocol (gzip allowed). Each field becomes `{measurement}_{field}`;
+    `db` becomes a `db` label unless the line has a `db` tag. 400 names the bad line and column."""
+    return await _influx(request, services, tenant, precision, db)
+
+
+@router.post("/api/v2/write", status_code=204, response_class=Response)
+async def influx_write_v2(
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    org: str | None = None,
+    bucket: str | None = None,
+    precision: str = "ns",
+) -> Response:
+    """InfluxDB 2.x write: like /write; `bucket` becomes the `db` label."""
+    return await _influx(request, services, tenant, precision, bucket)
+
+
+@router.api_route("/query", methods=["GET", "POST"])
+async def influx_query(request: Request) -> OrjsonResponse:
+    """Enough of InfluxQL for agents' start-up probes (`CREATE DATABASE`, `SHOW DATABASES`)."""
+    q = request.query_params.get("q")
+    if q is None and request.method == "POST":
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        q = (form.get("q") or [None])[0]
+    statement = (q or "").strip().upper()
+    result: dict[str, Any] = {"statement_id": 0}
+    if statement.startswith("SHOW DATABASES"):
+        result["series"] = [{"name": "databases", "columns": ["name"], "values": []}]
+    elif not statement.startswith(("CREATE DATABASE", "CREATE RETENTION POLICY", "SHOW RETENTION POLICIES")):
+        result["error"] = "only CREATE DATABASE and SHOW DATABASES are answered; query with PromQL instead"
+    return OrjsonResponse({"results": [result]})
+
+
+# ---- OTLP/HTTP metrics -----------------------------------------------------------------------
+
+
+def _otlp_error(exc: RtpmError, *, json: bool) -> Response:
+    status, _ = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
+    elif status == 503:
+        headers["Retry-After"] = "1"
+    # google.rpc.Status {int32 code = 1; string message = 2}, code 3 = INVALID_ARGUMENT, 14 = UNAVAILABLE.
+    code = 14 if status >= 500 else 3
+    if json:
+        return OrjsonResponse({"code": code, "message": exc.message}, status_code=status, headers=headers)
+    message = exc.message.encode()
+    body = b"\x08" + bytes([code]) + b"\x12" + _varint(len(message)) + message
+    return Response(body, status_code=status, media_type=PROTOBUF, headers=headers)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+async def _otlp(request: Request, services: Services, tenant: str) -> Response:
+    media, _ = _media_type(request)
+    if media == PROTOBUF:
+        json = False
+    elif media == "application/json":
+        json = True
+    else:
+        raise UnsupportedMediaType(f"OTLP needs Content-Type {PROTOBUF} or application/json, got {media!r}")
+    try:
+        extra = _extra_labels(request)
+        now_ms = _now_ms(services)
+        result = await _decoded(
+            request,
+            services,
+            request.headers.get("content-encoding"),
+            lambda data: otlp.decode_otlp(
+                data, json=json, tenant=tenant, validator=services.validator, now_ms=now_ms, extra_labels=extra
+            ),
+        )
+        await services.buffer.submit(result.batch)
+    except RtpmError as exc:
+        return _otlp_error(exc, json=json)
+    return Response(
+        otlp.encode_response(result, json=json),
+        status_code=200,
+        media_type="application/json" if json else PROTOBUF,
+    )
+
+
+@router.post("/v1/metrics", response_class=Response)
+async def otlp_metrics(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """OTLP/HTTP metrics export (protobuf or JSON, gzip allowed). 200 with `partial_success` naming
+    what was dropped and why (delta temporality, exponential histograms)."""
+    return await _otlp(request, services, tenant)
+
+
+@router.post("/api/v1/otlp/v1/metrics", response_class=Response)
+async def otlp_metrics_prometheus_path(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """The same OTLP receiver on the path Prometheus serves it."""
+    return await _otlp(request, services, tenant)
+
+
+# ---- Prometheus text exposition format -------------------------------------------------------
+
+_TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
+
+
+@router.post("/api/v1/import/prometheus", status_code=204, response_class=Response)
+async def import_prometheus(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Prometheus text exposition format (or OpenMetrics text), e.g. a script pushing its scrape.
+    Samples without a timestamp get the server's time; `extra_label=name=value` adds labels."""
+    media, _ = _media_type(request)
+    if media == "application/openmetrics-text":
+        openmetrics = True
+    elif media in _TEXT_TYPES:
+        openmetrics = False
+    else:
+        raise UnsupportedMediaType(
+            f"expected the text exposition format (text/plain or application/openmetrics-text), got {media!r}"
+        )
+    extra = _extra_labels(request)
+    now_ms = _now_ms(services)
+    batch = await _decoded(
+        request,
+        services,
+        request.headers.get("content-encoding"),
+        lambda data: prom_text.decode_text(
+            data,
+            tenant=tenant,
+            validator=services.validator,
+            now_ms=now_ms,
+            openmetrics=openmetrics,
+            extra_labels=extra,
+        ),
+    )
+    await services.buffer.submit(batch)
+    return Response(status_code=204)

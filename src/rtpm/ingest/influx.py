@@ -1,0 +1,380 @@
+"""InfluxDB line protocol (what Telegraf and Influx clients send) -> WriteBatch.
+
+    <measurement>[,<tag_key>=<tag_value>...] <field_key>=<field_value>[,...] [<timestamp>]
+
+Mapping (VictoriaMetrics' convention, COMPAT.md section 4): each numeric field becomes the series
+`{measurement}_{field}` with the tags as labels; float, integer (`1i`), unsigned (`1u`) and boolean
+fields (1 or 0) are stored, string fields are skipped. Names are made Prometheus-compatible
+(invalid characters become `_`), since line protocol has no naming rules of its own. Timestamps are
+integers in `precision` units (nanoseconds by default); a line without one gets the server's time.
+
+Escaping: a backslash escapes comma and space in a measurement; comma, equals sign and space in tag
+keys, tag values and field keys; double quote and backslash in string field values. Any other
+backslash is literal. Lines starting with `#` are comments.
+
+A line that cannot be parsed makes the whole request fail with BadDataError naming its line and
+column; nothing of that request is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rtpm.errors import BadDataError
+from rtpm.ingest.batching import MISSING, BatchBuilder
+from rtpm.ingest.validate import Validator
+from rtpm.model.samples import WriteBatch
+
+# precision -> (multiplier, divisor) turning a timestamp into epoch milliseconds.
+PRECISIONS: dict[str, tuple[int, int]] = {
+    "ns": (1, 1_000_000),
+    "n": (1, 1_000_000),
+    "us": (1, 1_000),
+    "u": (1, 1_000),
+    "µ": (1, 1_000),
+    "µs": (1, 1_000),
+    "ms": (1, 1),
+    "s": (1_000, 1),
+    "m": (60_000, 1),
+    "h": (3_600_000, 1),
+}
+
+_FLOAT_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INT_RE = re.compile(r"[-+]?\d+")
+_UINT_RE = re.compile(r"\d+")
+_TS_RE = re.compile(r"-?\d+")
+_TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
+_FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
+_BAD_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
+_BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+_GOOD_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_GOOD_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+MAX_PARSE_ERRORS = 100
+
+
+class LineError(Exception):
+    """A parse error at a 1-based column of the line being parsed."""
+
+    def __init__(self, column: int, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Point:
+    measurement: str
+    tags: list[tuple[str, str]]
+    fields: list[tuple[str, str, int]]  # key, raw value, column of the value
+    timestamp: str | None
+    timestamp_column: int
+
+
+def sanitize_metric_name(name: str) -> str:
+    if _GOOD_METRIC.fullmatch(name):
+        return name
+    out = _BAD_METRIC_CHARS.sub("_", name)
+    return out if out and not out[0].isdigit() else "_" + out
+
+
+def sanitize_label_name(name: str) -> str:
+    if _GOOD_LABEL.fullmatch(name):
+        return name
+    out = _BAD_LABEL_CHARS.sub("_", name)
+    return out if out and not out[0].isdigit() else "_" + out
+
+
+def field_value(raw: str, column: int) -> float | None:
+    """The sample value of a field; None for a string field (not stored)."""
+    last = raw[-1:]
+    if last == "i":
+        if not _INT_RE.fullmatch(raw, 0, len(raw) - 1):
+            raise LineError(column, f"invalid integer field value {raw!r}")
+        n = int(raw[:-1])
+        if not _INT64_MIN <= n <= _INT64_MAX:
+            raise LineError(column, f"integer field value {raw!r} out of the int64 range")
+        return float(n)
+    if last == "u":
+        if not _UINT_RE.fullmatch(raw, 0, len(raw) - 1):
+            raise LineError(column, f"invalid unsigned field value {raw!r}")
+        n = int(raw[:-1])
+        if n > _UINT64_MAX:
+            raise LineError(column, f"unsigned field value {raw!r} out of the uint64 range")
+        return float(n)
+    if raw.startswith('"'):
+        return None
+    if _FLOAT_RE.fullmatch(raw):
+        value = float(raw)
+        if value in (float("inf"), float("-inf")):
+            raise LineError(column, f"float field value {raw!r} out of range")
+        return value
+    if raw in _TRUE:
+        return 1.0
+    if raw in _FALSE:
+        return 0.0
+    if not raw:
+        raise LineError(column, "missing field value")
+    raise LineError(column, f"invalid field value {raw!r} (float, 1i, 1u, true/false or a quoted string)")
+
+
+def parse_line(line: str) -> Point:
+    """Parse one line; raises LineError with the column of the problem."""
+    if "\\" not in line and '"' not in line:
+        point = _parse_plain(line)
+        if point is not None:
+            return point
+    return _parse_escaped(line)
+
+
+def _parse_plain(line: str) -> Point | None:
+    """Fast path for lines without escapes or strings; None when the slow path must decide."""
+    parts = line.split(" ")
+    if len(parts) == 2:
+        head, fields_text = parts
+        ts: str | None = None
+    elif len(parts) == 3:
+        head, fields_text, ts = parts
+    else:
+        return None
+    if not head or not fields_text or ts == "":
+        return None
+    names = head.split(",")
+    measurement = names[0]
+    if not measurement:
+        return None
+    tags: list[tuple[str, str]] = []
+    for item in names[1:]:
+        kv = item.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        tags.append((kv[0], kv[1]))
+    fields: list[tuple[str, str, int]] = []
+    col = len(head) + 2
+    for item in fields_text.split(","):
+        kv = item.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        fields.append((kv[0], kv[1], col + len(kv[0]) + 1))
+        col += len(item) + 1
+    return Point(measurement, tags, fields, ts, len(head) + len(fields_text) + 3)
+
+
+def _parse_escaped(line: str) -> Point:
+    n = len(line)
+    pos = 0
+
+    def token(stops: str, escapable: str) -> str:
+        nonlocal pos
+        out: list[str] = []
+        while pos < n:
+            c = line[pos]
+            if c == "\\" and pos + 1 < n and line[pos + 1] in escapable:
+                out.append(line[pos + 1])
+                pos += 2
+                continue
+            if c in stops:
+                break
+            out.append(c)
+            pos += 1
+        return "".join(out)
+
+    measurement = token(", ", ", ")
+    if not measurement:
+        raise LineError(1, "missing measurement")
+    tags: list[tuple[str, str]] = []
+    while pos < n and line[pos] == ",":
+        pos += 1
+        start = pos
+        key = token(",= ", ",= ")
+        if not key:
+            raise LineError(start + 1, "missing tag key")
+        if pos >= n or line[pos] != "=":
+            raise LineError(pos + 1, f"expected '=' after tag key {key!r}")
+        pos += 1
+        start = pos
+        value = token(",= ", ",= ")
+        if not value:
+            raise LineError(start + 1, f"missing value of tag {key!r}")
+        if pos < n and line[pos] == "=":
+            raise LineError(pos + 1, f"unescaped '=' in value of tag {key!r}")
+        tags.append((key, value))
+    if pos >= n:
+        raise LineError(pos + 1, "missing fields (a space, then at least one field=value)")
+    if line[pos] != " ":
+        raise LineError(pos + 1, f"unexpected {line[pos]!r} after measurement and tags")
+    pos += 1
+    fields: list[tuple[str, str, int]] = []
+    while True:
+        start = pos
+        key = token(",= ", ",= ")
+        if not key:
+            raise LineError(start + 1, "missing field key")
+        if pos >= n or line[pos] != "=":
+            raise LineError(pos + 1, f"expected '=' after field key {key!r}")
+        pos += 1
+        vstart = pos
+        if pos < n and line[pos] == '"':
+            pos += 1
+            while pos < n and line[pos] != '"':
+                pos += 2 if line[pos] == "\\" and pos + 1 < n and line[pos + 1] in '"\\' else 1
+            if pos >= n:
+                raise LineError(vstart + 1, f"unterminated string value of field {key!r}")
+            pos += 1
+        else:
+            while pos < n and line[pos] not in ", ":
+                pos += 1
+        raw = line[vstart:pos]
+        if not raw:
+            raise LineError(vstart + 1, f"missing value of field {key!r}")
+        fields.append((key, raw, vstart + 1))
+        if pos < n and line[pos] == ",":
+            pos += 1
+            continue
+        break
+    if pos < n and line[pos] != " ":
+        raise LineError(pos + 1, f"unexpected {line[pos]!r} after the value of field {key!r}")
+    ts: str | None = None
+    ts_col = pos + 2
+    if pos < n:
+        # line[pos] is a space here
+        pos += 1
+        ts = line[pos:]
+        if not ts:
+            raise LineError(pos + 1, "missing timestamp after the space")
+    return Point(measurement, tags, fields, ts, ts_col)
+
+
+def _lines(text: str) -> list[tuple[int, int, str]]:
+    """(1-based line number, leading blanks removed, line) of each non-empty, non-comment line. A quoted string field value
+    may hold newlines: a line whose string is unterminated is joined with the next ones."""
+    raw = text.split("\n")
+    out: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(raw):
+        number, line = i + 1, raw[i].rstrip("\r")
+        i += 1
+        if '"' in line:
+            while _open_quote(line) and i < len(raw):
+                line += "\n" + raw[i].rstrip("\r")
+                i += 1
+        left = line.lstrip(" \t")
+        stripped = left.rstrip(" \t")
+        if stripped.endswith("\\") and len(stripped) < len(left):
+            stripped += " "  # an escaped trailing space
+        if not stripped or stripped.startswith("#"):
+            continue
+        out.append((number, len(line) - len(left), stripped))
+    return out
+
+
+def _open_quote(line: str) -> bool:
+    """Whether a string field value is still open at the end of the line."""
+    space = _first_unescaped_space(line)
+    if space < 0:
+        return False
+    inside = False
+    pos = space + 1
+    n = len(line)
+    while pos < n:
+        c = line[pos]
+        if inside and c == "\\" and pos + 1 < n:
+            pos += 2
+            continue
+        if c == '"':
+            inside = not inside
+        elif not inside and c == " ":
+            return False
+        pos += 1
+    return inside
+
+
+def _first_unescaped_space(line: str) -> int:
+    pos = 0
+    while pos < len(line):
+        if line[pos] == "\\":
+            pos += 2
+            continue
+        if line[pos] == " ":
+            return pos
+        pos += 1
+    return -1
+
+
+def decode_lines(
+    body: bytes,
+    *,
+    tenant: str,
+    validator: Validator,
+    now_ms: int,
+    precision: str = "ns",
+    default_labels: Mapping[str, str] | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> WriteBatch:
+    """`default_labels` apply unless the line has a tag of that name (the v1 `db` argument);
+    `extra_labels` override tags."""
+    scale = PRECISIONS.get(precision)
+    if scale is None:
+        raise BadDataError(f"precision: unknown {precision!r}; one of ns, us, ms, s, m, h")
+    mul, div = scale
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise BadDataError(f"line {line}: not valid UTF-8") from None
+    b = BatchBuilder(tenant=tenant, validator=validator, where="line", extra_labels=extra_labels)
+    errors: list[dict[str, object]] = []
+    error_count = 0
+    names: dict[tuple[str, str], str] = {}
+    label_names: dict[str, str] = {}
+    for number, offset, line in _lines(text):
+        try:
+            point = parse_line(line)
+            values = [(key, field_value(raw, col)) for key, raw, col in point.fields]
+            if point.timestamp is None:
+                ts_ms = now_ms
+            else:
+                if not _TS_RE.fullmatch(point.timestamp):
+                    raise LineError(point.timestamp_column, f"invalid timestamp {point.timestamp!r}")
+                ts_ms = int(point.timestamp) * mul // div
+        except LineError as exc:
+            error_count += 1
+            if len(errors) < MAX_PARSE_ERRORS:
+                errors.append({"line": number, "column": exc.column + offset, "reason": exc.reason, "text": line[:200]})
+            continue
+        if error_count:
+            continue  # the request fails anyway: only look for more parse errors
+        tag_key = tuple(point.tags)
+        measurement = point.measurement
+        for field, value in values:
+            if value is None:
+                continue
+            key = (measurement, field, tag_key)
+            labels = b.cache.get(key, MISSING)
+            if labels is MISSING:
+                name = names.get((measurement, field))
+                if name is None:
+                    name = names[(measurement, field)] = sanitize_metric_name(f"{measurement}_{field}")
+                tags: dict[str, str] = dict(default_labels or {})
+                for k, v in point.tags:
+                    ln = label_names.get(k)
+                    if ln is None:
+                        ln = label_names[k] = sanitize_label_name(k)
+                    tags[ln] = v
+                labels = b.cache[key] = b.make_series(name, tags, number)
+            if labels is not None:
+                assert isinstance(labels, tuple)
+                b.add(labels, ts_ms, value, number)
+    if error_count:
+        first = errors[0]
+        more = f" (and {error_count - 1} more lines with errors)" if error_count > 1 else ""
+        raise BadDataError(
+            f"line {first['line']}, column {first['column']}: {first['reason']}{more}; nothing was written",
+            details=errors,
+        )
+    return b.finish()
+
+
+__all__ = ["PRECISIONS", "LineError", "Point", "decode_lines", "field_value", "parse_line"]
