@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -26,8 +27,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  storage: {backend}", flush=True)
     print(f"  API docs: http://{shown_host}:{port}/docs", flush=True)
     print("  login: not required yet (every client is the default tenant)", flush=True)
+    app = create_app(settings)
+    # Ingest allocates many short-lived containers; the default gen-0 threshold (700) makes the
+    # cyclic GC walk the long-lived caches far too often. Freeze what start-up made, collect less.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=settings.log_level,

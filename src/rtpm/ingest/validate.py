@@ -8,9 +8,10 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from rtpm.errors import Problem
-from rtpm.model.labels import LABEL_NAME_RE, METRIC_NAME_RE
+from rtpm.model.labels import LABEL_NAME_RE, METRIC_NAME_RE, Labels
 from rtpm.settings import LimitsSettings
 
 Clock = Callable[[], float]
@@ -24,6 +25,14 @@ class Validator:
         self._clock = clock
         self._good_names: set[str] = set()
         self._good_label_names: set[str] = set()
+        # (name, *label items as sent) -> canonical Labels, for label sets already validated.
+        self.series_cache: dict[tuple[Any, ...], Labels] = {}
+        self._series_cache_max = 200_000
+
+    def remember_series(self, key: tuple[Any, ...], labels: Labels) -> None:
+        if len(self.series_cache) >= self._series_cache_max:
+            self.series_cache.clear()
+        self.series_cache[key] = labels
 
     def window_ms(self) -> tuple[int, int]:
         now = self._clock()

@@ -54,19 +54,47 @@ def filter_series(
 
 
 class SeriesIdCache:
-    """(tenant, labels) -> series id, bounded. Filled only after a commit succeeded."""
+    """tenant -> labels -> series id, bounded. Only ids of committed series go in (`remember`)."""
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
         self._max = max_entries
-        self._ids: dict[tuple[str, Labels], int] = {}
+        self._size = 0
+        self._by_tenant: dict[str, dict[Labels, int]] = {}
 
-    def get(self, tenant: str, labels: Labels) -> int | None:
-        return self._ids.get((tenant, labels))
+    def resolve(self, batches: Sequence[WriteBatch]) -> tuple[list[list[int]], list[tuple[str, Labels]]]:
+        """Per batch, the id of each of its series (-1 where unknown), and the unknown (tenant, labels)."""
+        per_batch: list[list[int]] = []
+        missing: dict[tuple[str, Labels], None] = {}
+        for b in batches:
+            get = self._by_tenant.get(b.tenant, {}).get
+            ids = [get(labels, -1) for labels in b.series]
+            if -1 in ids:
+                for labels, sid in zip(b.series, ids, strict=True):
+                    if sid == -1:
+                        missing[(b.tenant, labels)] = None
+            per_batch.append(ids)
+        return per_batch, list(missing)
 
-    def update(self, entries: dict[tuple[str, Labels], int]) -> None:
-        if len(self._ids) + len(entries) > self._max:
-            self._ids.clear()
-        self._ids.update(entries)
+    @staticmethod
+    def complete(
+        batches: Sequence[WriteBatch], per_batch: list[list[int]], new: dict[tuple[str, Labels], int]
+    ) -> None:
+        """Fill the -1 holes left by `resolve` with the ids of newly made series."""
+        if not new:
+            return
+        for b, ids in zip(batches, per_batch, strict=True):
+            if -1 in ids:
+                for i, sid in enumerate(ids):
+                    if sid == -1:
+                        ids[i] = new[(b.tenant, b.series[i])]
+
+    def remember(self, entries: dict[tuple[str, Labels], int]) -> None:
+        if self._size + len(entries) > self._max:
+            self._by_tenant.clear()
+            self._size = 0
+        for (tenant, labels), sid in entries.items():
+            self._by_tenant.setdefault(tenant, {})[labels] = sid
+        self._size += len(entries)
 
 
 @dataclass(slots=True)
@@ -79,14 +107,15 @@ class FlatSamples:
         return len(self.ts_ms)
 
 
-def flatten(batches: Sequence[WriteBatch], ids: dict[tuple[str, Labels], int]) -> FlatSamples:
+def flatten(batches: Sequence[WriteBatch], per_batch_ids: list[list[int]]) -> FlatSamples:
     """All samples of `batches` as columns, sorted by (series, ts); for a repeated (series, ts) only
-    the last written value is kept, so one flush never writes the same key twice."""
+    the last written value is kept, so one flush never writes the same key twice. `per_batch_ids`
+    gives the series id of each batch's series (from SeriesIdCache.resolve/complete)."""
     sid_parts, ts_parts, val_parts = [], [], []
-    for b in batches:
+    for b, ids in zip(batches, per_batch_ids, strict=True):
         if not b.ts_ms:
             continue
-        lookup = np.fromiter((ids[(b.tenant, s)] for s in b.series), dtype=np.int64, count=len(b.series))
+        lookup = np.asarray(ids, dtype=np.int64)
         sid_parts.append(lookup[np.asarray(b.refs, dtype=np.int64)])
         ts_parts.append(np.asarray(b.ts_ms, dtype=np.int64))
         val_parts.append(np.asarray(b.values, dtype=np.float64))
@@ -113,7 +142,3 @@ def merged_metadata(batches: Sequence[WriteBatch]) -> dict[tuple[str, str], Metr
         for md in b.metadata:
             out[(b.tenant, md.name)] = md
     return out
-
-
-def distinct_series(batches: Sequence[WriteBatch]) -> set[tuple[str, Labels]]:
-    return {(b.tenant, s) for b in batches for s in b.series}

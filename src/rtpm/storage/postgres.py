@@ -32,9 +32,9 @@ from rtpm.model.samples import (
 )
 from rtpm.storage import migrations
 from rtpm.storage._series import (
+    FlatSamples,
     LabelsCache,
     SeriesIdCache,
-    distinct_series,
     encode_labels,
     filter_series,
     flatten,
@@ -199,19 +199,12 @@ class PostgresStorage:
     # -- writes --------------------------------------------------------------------------------
 
     async def write(self, batches: Sequence[WriteBatch]) -> int:
-        ids: dict[tuple[str, Labels], int] = {}
-        missing = []
-        for key in distinct_series(batches):
-            sid = self._ids.get(*key)
-            if sid is None:
-                missing.append(key)
-            else:
-                ids[key] = sid
+        per_batch, missing = self._ids.resolve(batches)
         if missing:
             new_ids = await self._ensure_series(missing)
-            self._ids.update(new_ids)
-            ids.update(new_ids)
-        flat = flatten(batches, ids)
+            self._ids.remember(new_ids)  # committed already: series have their own transaction
+            self._ids.complete(batches, per_batch, new_ids)
+        flat = flatten(batches, per_batch)
         if len(flat):
             days = np.unique(flat.ts_ms // DAY_MS).tolist()
             await self._ensure_partitions(days)
@@ -219,14 +212,7 @@ class PostgresStorage:
         now_ms = int(time.time() * 1000)
         async with self._conn() as conn, conn.transaction():
             if len(flat):
-                await conn.execute(
-                    "INSERT INTO samples (series_id, ts, value) "
-                    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::float8[]) "
-                    "ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
-                    flat.series_ids,
-                    flat.ts_ms,
-                    flat.values,
-                )
+                await self._insert_samples(conn, flat)
             if meta:
                 await conn.executemany(
                     "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "
@@ -235,6 +221,28 @@ class PostgresStorage:
                     [(t, md.name, md.type.value, md.unit, md.help, now_ms) for (t, _), md in meta.items()],
                 )
         return len(flat)
+
+    @staticmethod
+    async def _insert_samples(conn: asyncpg.Connection, flat: FlatSamples) -> None:
+        """Binary COPY, the fast path (new samples, the common case). When a (series, ts) is
+        already stored (a retried batch, an overwrite), the COPY fails as a whole at a savepoint
+        and the batch goes in again as an upsert, so the last written value wins."""
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "samples",
+                    records=zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True),
+                    columns=("series_id", "ts", "value"),
+                )
+        except asyncpg.exceptions.UniqueViolationError:
+            await conn.execute(
+                "INSERT INTO samples (series_id, ts, value) "
+                "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::float8[]) "
+                "ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
+                flat.series_ids,
+                flat.ts_ms,
+                flat.values,
+            )
 
     async def _ensure_series(self, missing: list[tuple[str, Labels]]) -> dict[tuple[str, Labels], int]:
         tenants = [t for t, _ in missing]

@@ -34,7 +34,6 @@ from rtpm.storage import migrations
 from rtpm.storage._series import (
     LabelsCache,
     SeriesIdCache,
-    distinct_series,
     encode_labels,
     filter_series,
     flatten,
@@ -156,23 +155,15 @@ class SqliteStorage:
     # -- writes --------------------------------------------------------------------------------
 
     async def write(self, batches: Sequence[WriteBatch]) -> int:
-        wanted = distinct_series(batches)
+        per_batch, missing = self._ids.resolve(batches)
         now_ms = int(time.time() * 1000)
 
         def run(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                ids: dict[tuple[str, Labels], int] = {}
-                missing = []
-                for key in wanted:
-                    sid = self._ids.get(*key)
-                    if sid is None:
-                        missing.append(key)
-                    else:
-                        ids[key] = sid
                 new_ids = self._ensure_series(conn, missing, now_ms)
-                ids.update(new_ids)
-                flat = flatten(batches, ids)
+                self._ids.complete(batches, per_batch, new_ids)
+                flat = flatten(batches, per_batch)
                 finite = ~np.isnan(flat.values)
                 rows: Any
                 if finite.all():
@@ -207,7 +198,7 @@ class SqliteStorage:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            self._ids.update(new_ids)
+            self._ids.remember(new_ids)
             return len(flat)
 
         return await self._write(run)
