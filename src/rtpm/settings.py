@@ -33,6 +33,14 @@ class WriteBufferSettings(BaseModel):
     retry_after_seconds: float = Field(1.0, gt=0)
 
 
+class QuerySettings(BaseModel):
+    """PromQL evaluation defaults (the limits on series and samples are in LimitsSettings)."""
+
+    timeout_seconds: float = Field(120.0, gt=0, description="Longest a query may run; ?timeout= can lower it")
+    lookback_delta_seconds: float = Field(300.0, gt=0, description="How far back an instant selector looks")
+    subquery_step_seconds: float = Field(60.0, gt=0, description="Step of subqueries that give none")
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -56,6 +64,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
+    query: QuerySettings = QuerySettings()
 
     @field_validator("database_url")
     @classmethod

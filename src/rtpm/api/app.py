@@ -11,7 +11,7 @@ from rtpm import __version__
 from rtpm.api import errors
 from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes import health, metrics, write
+from rtpm.api.routes import health, metrics, prometheus, promql_seed, write
 from rtpm.bootstrap import Services, build_services
 from rtpm.settings import Settings
 
@@ -41,5 +41,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(prometheus.router)
+    app.include_router(promql_seed.router)
     app.include_router(write.router)
     return app

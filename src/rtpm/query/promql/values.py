@@ -62,6 +62,7 @@ class RangeVec:
     hi: I64  # (S, T) window end index (exclusive)
     range_ms: int
     end_ms: I64  # (T,) end of each step's window (the selector's effective time)
+    eval_ms: I64  # (T,) the evaluation time of each step
 
 
 Value = Scalar | String | Vector | RangeVec

@@ -1,0 +1,377 @@
+"""The Prometheus HTTP API (v1): query, query_range, series, labels, label values, metadata,
+buildinfo, format_query, and the empty exemplar/rules/alerts endpoints Grafana probes.
+
+Parameters are read from the URL and, for POST, from an `application/x-www-form-urlencoded` body
+(the body wins, as with Go's `FormValue`). Every answer uses Prometheus' envelope.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from rtpm import __version__
+from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.bootstrap import Services
+from rtpm.errors import BadDataError
+from rtpm.model.labels import Labels, Matcher
+from rtpm.query.promql import ast as promql_ast
+from rtpm.query.promql.engine import Engine, EngineOptions
+from rtpm.query.promql.jsonfmt import render
+from rtpm.settings import Settings
+
+# The Prometheus version whose API and PromQL semantics we follow (reported by buildinfo).
+PROMETHEUS_COMPAT_VERSION = "3.0.0"
+MIN_TIME_MS = -(2**62) // 1000 * 1000
+MAX_TIME_MS = 2**62 // 1000 * 1000
+_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_UNIT_MS = (365 * 86400_000, 7 * 86400_000, 86400_000, 3600_000, 60_000, 1000, 1)
+
+
+def _prometheus_envelope(request: Request) -> None:
+    request.state.prometheus_envelope = True
+
+
+router = APIRouter(prefix="/api/v1", tags=["prometheus"], dependencies=[Depends(_prometheus_envelope)])
+
+
+# ---- parameters -----------------------------------------------------------------------------
+
+
+class Params:
+    def __init__(self, values: dict[str, list[str]]) -> None:
+        self.values = values
+
+    def get(self, name: str) -> str | None:
+        v = self.values.get(name)
+        return v[0] if v else None
+
+    def all(self, name: str) -> list[str]:
+        return self.values.get(name, [])
+
+
+async def _params(request: Request) -> Params:
+    out: dict[str, list[str]] = {}
+    if request.method == "POST":
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            body = await request.body()
+            for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+                out.setdefault(k, []).append(v)
+    for k, v in request.query_params.multi_items():
+        out.setdefault(k, []).append(v)
+    return Params(out)
+
+
+def parse_time(raw: str | None, name: str, default: int) -> int:
+    """Unix seconds (fraction rounded to ms) or RFC3339; Prometheus' parseTime."""
+    if raw is None or raw == "":
+        return default
+    try:
+        f = float(raw)
+    except ValueError:
+        f = None
+    if f is not None:
+        if math.isfinite(f):
+            return round(f * 1000)
+    else:
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            return round(dt.timestamp() * 1000)
+        except ValueError:
+            pass
+    raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
+
+
+def parse_duration(raw: str, name: str) -> int:
+    """Float seconds or a Prometheus duration (`1h30m`), in ms; Prometheus' parseDuration."""
+    try:
+        f = float(raw)
+    except ValueError:
+        f = None
+    if f is not None:
+        if math.isfinite(f) and abs(f * 1000) < 2**63:
+            return round(f * 1000)
+    else:
+        m = _DURATION_RE.match(raw)
+        if raw and raw != "0" and m is not None and any(m.groups()):
+            return sum(int(g) * u for g, u in zip(m.groups(), _UNIT_MS, strict=True) if g)
+    raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
+
+
+def _limit(params: Params) -> int | None:
+    raw = params.get("limit")
+    if raw is None or raw == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise BadDataError(f'invalid parameter "limit": cannot parse "{raw}" to a valid limit') from None
+    if n < 0:
+        raise BadDataError('invalid parameter "limit": limit must be non-negative')
+    return n or None
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    q = settings.query
+    return EngineOptions(
+        lookback_ms=round(q.lookback_delta_seconds * 1000),
+        timeout_s=q.timeout_seconds,
+        max_samples=settings.limits.max_query_samples,
+        max_series=settings.limits.max_query_series,
+        subquery_step_ms=round(q.subquery_step_seconds * 1000),
+    )
+
+
+def make_engine(services: Services) -> Engine:
+    return Engine(services.storage, engine_options(services.settings))
+
+
+def _success(data: bytes, warnings: Sequence[str] = ()) -> Response:
+    body = b'{"status":"success","data":' + data
+    if warnings:
+        body += b',"warnings":' + orjson.dumps(list(warnings))
+    return Response(body + b"}", media_type="application/json")
+
+
+def _json_success(data: Any, warnings: Sequence[str] = ()) -> Response:
+    return _success(orjson.dumps(data), warnings)
+
+
+TRUNCATED = "results truncated due to limit"
+
+
+def _query_opts(params: Params) -> tuple[int | None, float | None]:
+    lookback = params.get("lookback_delta")
+    timeout = params.get("timeout")
+    lb = parse_duration(lookback, "lookback_delta") if lookback else None
+    to = parse_duration(timeout, "timeout") / 1000 if timeout else None
+    return lb, to
+
+
+# ---- queries --------------------------------------------------------------------------------
+
+
+@router.api_route("/query", methods=["GET", "POST"])
+async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Instant query: `query`, `time` (default now), `timeout`, `limit`, `lookback_delta`."""
+    params = await _params(request)
+    now_ms = round(services.clock() * 1000)
+    t = parse_time(params.get("time"), "time", now_ms)
+    limit = _limit(params)
+    lookback, timeout = _query_opts(params)
+    result = await make_engine(services).instant(
+        tenant, params.get("query") or "", t, lookback_ms=lookback, timeout_s=timeout
+    )
+    data, truncated = render(result, as_range=False, limit=limit)
+    return _success(data, [TRUNCATED] if truncated else [])
+
+
+def check_range(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> None:
+    if end_ms < start_ms:
+        raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
+    if step_ms <= 0:
+        raise BadDataError(
+            'invalid parameter "step": zero or negative query resolution step widths are not accepted. '
+            "Try a positive integer"
+        )
+    if (end_ms - start_ms) // step_ms > max_points:
+        raise BadDataError(
+            f"exceeded maximum resolution of {max_points:,} points per timeseries. Try decreasing the query "
+            "resolution (?step=XX)"
+        )
+
+
+@router.api_route("/query_range", methods=["GET", "POST"])
+async def query_range(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Range query: `query`, `start`, `end`, `step` (all required), `timeout`, `limit`, `lookback_delta`."""
+    params = await _params(request)
+    for name in ("start", "end", "step"):
+        if not params.get(name):
+            raise BadDataError(
+                f'invalid parameter "{name}": cannot parse "" to a valid '
+                f"{'duration' if name == 'step' else 'timestamp'}"
+            )
+    start = parse_time(params.get("start"), "start", 0)
+    end = parse_time(params.get("end"), "end", 0)
+    step = parse_duration(params.get("step") or "", "step")
+    check_range(start, end, step, services.settings.limits.max_points_per_series)
+    limit = _limit(params)
+    lookback, timeout = _query_opts(params)
+    result = await make_engine(services).range(
+        tenant, params.get("query") or "", start, end, step, lookback_ms=lookback, timeout_s=timeout
+    )
+    data, truncated = render(result, as_range=True, limit=limit)
+    return _success(data, [TRUNCATED] if truncated else [])
+
+
+@router.api_route("/format_query", methods=["GET", "POST"])
+async def format_query(request: Request) -> Response:
+    params = await _params(request)
+    text = params.get("query") or ""
+    promql_ast.parse(text)  # raises bad_data with the position
+    return _json_success(promql_ast.pretty(text))
+
+
+@router.api_route("/query_exemplars", methods=["GET", "POST"])
+async def query_exemplars(request: Request, services: ServicesDep) -> Response:
+    """RTPM keeps no exemplars: a valid query gets an empty list."""
+    params = await _params(request)
+    promql_ast.parse(params.get("query") or "")
+    now_ms = round(services.clock() * 1000)
+    parse_time(params.get("start"), "start", now_ms)
+    parse_time(params.get("end"), "end", now_ms)
+    return _json_success([])
+
+
+# ---- metadata -------------------------------------------------------------------------------
+
+
+def _match_sets(params: Params, required: bool) -> list[list[Matcher]]:
+    raw = params.all("match[]")
+    if not raw and required:
+        raise BadDataError("no match[] parameter provided")
+    sets = []
+    for text in raw:
+        node = promql_ast.parse(text)
+        if not isinstance(node, promql_ast.VectorSel):
+            raise BadDataError(f'invalid parameter "match[]": {text!r} is not a series selector')
+        sets.append(node.matchers)
+    return sets
+
+
+def _range(params: Params) -> tuple[int, int]:
+    start = parse_time(params.get("start"), "start", MIN_TIME_MS)
+    end = parse_time(params.get("end"), "end", MAX_TIME_MS)
+    if end < start:
+        raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
+    return start, end
+
+
+def _truncate(items: list[Any], limit: int | None) -> tuple[list[Any], list[str]]:
+    if limit is not None and len(items) > limit:
+        return items[:limit], [TRUNCATED]
+    return items, []
+
+
+@router.api_route("/series", methods=["GET", "POST"])
+async def series(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    params = await _params(request)
+    sets = _match_sets(params, required=True)
+    start, end = _range(params)
+    limit = _limit(params)
+    querier = services.storage.querier(tenant, start, end)
+    found: dict[Labels, None] = {}
+    for matchers in sets:
+        for labels in await querier.series(matchers):
+            found[labels] = None
+    items, warnings = _truncate([dict(lb) for lb in sorted(found)], limit)
+    return _json_success(items, warnings)
+
+
+@router.api_route("/labels", methods=["GET", "POST"])
+async def labels(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    params = await _params(request)
+    sets = _match_sets(params, required=False)
+    start, end = _range(params)
+    limit = _limit(params)
+    querier = services.storage.querier(tenant, start, end)
+    names: set[str] = set()
+    for matchers in sets or [[]]:
+        names.update(await querier.label_names(matchers))
+    items, warnings = _truncate(sorted(names), limit)
+    return _json_success(items, warnings)
+
+
+def unescape_label_name(name: str) -> str:
+    """`U__` + escaped UTF-8 name (`_` as `__`, other characters as `_<hex>_`) back to the name."""
+    if not name.startswith("U__"):
+        return name
+    s, out, i = name[3:], [], 0
+    while i < len(s):
+        if s[i] == "_":
+            if s.startswith("__", i):
+                out.append("_")
+                i += 2
+                continue
+            j = s.find("_", i + 1)
+            try:
+                out.append(chr(int(s[i + 1 : j], 16)))
+            except ValueError:
+                return name
+            i = j + 1
+            continue
+        out.append(s[i])
+        i += 1
+    return "".join(out)
+
+
+@router.get("/label/{name}/values")
+async def label_values(name: str, request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    params = await _params(request)
+    label = unescape_label_name(name)
+    sets = _match_sets(params, required=False)
+    start, end = _range(params)
+    limit = _limit(params)
+    querier = services.storage.querier(tenant, start, end)
+    values: set[str] = set()
+    for matchers in sets or [[]]:
+        values.update(await querier.label_values(label, matchers))
+    items, warnings = _truncate(sorted(values), limit)
+    return _json_success(items, warnings)
+
+
+@router.get("/metadata")
+async def metadata(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    params = await _params(request)
+    limit = _limit(params)
+    raw_per = params.get("limit_per_metric")
+    try:
+        per_metric = int(raw_per) if raw_per else None
+    except ValueError:
+        raise BadDataError(f'invalid parameter "limit_per_metric": cannot parse "{raw_per}"') from None
+    out: dict[str, list[dict[str, str]]] = {}
+    for m in await services.storage.metadata(tenant, params.get("metric") or None):
+        entries = out.setdefault(m.name, [])
+        if per_metric and per_metric > 0 and len(entries) >= per_metric:
+            continue
+        entries.append({"type": m.type.value, "help": m.help, "unit": m.unit})
+        if limit is not None and len(out) > limit:
+            out.pop(m.name)
+            break
+    return _json_success(out)
+
+
+@router.get("/status/buildinfo")
+async def buildinfo() -> Response:
+    """Prometheus' build info; no `features` (Grafana would take us for Mimir)."""
+    return _json_success(
+        {
+            "version": PROMETHEUS_COMPAT_VERSION,
+            "revision": f"rtpm-{__version__}",
+            "branch": "rtpm",
+            "buildUser": "rtpm",
+            "buildDate": "",
+            "goVersion": "none (RTPM, Python)",
+        }
+    )
+
+
+@router.get("/rules")
+async def rules() -> Response:
+    return _json_success({"groups": []})
+
+
+@router.get("/alerts")
+async def alerts() -> Response:
+    return _json_success({"alerts": []})

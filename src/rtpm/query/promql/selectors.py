@@ -1,0 +1,96 @@
+"""Selecting samples per step from loaded series, vectorised over all series and steps at once.
+
+Loaded series are kept flat (`Flat`): all timestamps and values one series after another, with
+`offsets[i]:offsets[i+1]` the samples of series i. One `searchsorted` over composite keys
+(series index * K + timestamp) finds every series' window at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtpm.model.labels import Labels
+from rtpm.model.samples import STALE_NAN_BITS, Series
+from rtpm.query.promql.values import F64, I64, RangeVec, Vector
+
+
+@dataclass(slots=True)
+class Flat:
+    labels: list[Labels]
+    ts: I64
+    vals: F64
+    offsets: I64  # (S + 1,)
+
+    @classmethod
+    def of(cls, series: list[Series]) -> Flat:
+        labels = [s.labels for s in series]
+        if not series:
+            return cls(labels, np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64))
+        lens = np.fromiter((len(s.ts_ms) for s in series), dtype=np.int64, count=len(series))
+        offsets = np.zeros(len(series) + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        ts = np.concatenate([np.asarray(s.ts_ms, dtype=np.int64) for s in series])
+        vals = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in series])
+        return cls(labels, ts, vals, offsets)
+
+    def stale_mask(self) -> np.ndarray:
+        return self.vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+
+    def without_stale(self) -> Flat:
+        """The same series with stale markers removed (range vectors never contain them)."""
+        stale = self.stale_mask()
+        if not stale.any():
+            return self
+        keep = ~stale
+        sid = np.repeat(np.arange(len(self.labels)), np.diff(self.offsets))
+        counts = np.bincount(sid[keep], minlength=len(self.labels))
+        offsets = np.zeros(len(self.labels) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return Flat(self.labels, self.ts[keep], self.vals[keep], offsets)
+
+
+def _positions(flat: Flat, times: I64, side: str) -> I64:
+    """For every series i and time t: searchsorted(series_i_ts, t, side) as an index into flat arrays.
+    Returns (S, T)."""
+    s = len(flat.labels)
+    if s == 0:
+        return np.zeros((0, len(times)), np.int64)
+    if len(flat.ts) == 0:
+        return np.zeros((s, len(times)), np.int64)
+    base = min(int(flat.ts.min()), int(times.min())) - 1
+    top = max(int(flat.ts.max()), int(times.max())) + 1
+    k = np.int64(top - base + 1)
+    sid = np.repeat(np.arange(s, dtype=np.int64), np.diff(flat.offsets))
+    keys = sid * k + (flat.ts - base)
+    queries = (np.arange(s, dtype=np.int64) * k)[:, None] + (times - base)[None, :]
+    return np.searchsorted(keys, queries.ravel(), side=side).reshape(s, len(times)).astype(np.int64)
+
+
+def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
+    """The newest sample in (t - lookback, t] per series and step; none if it is a stale marker."""
+    s, t = len(flat.labels), len(eff)
+    if s == 0:
+        return Vector.empty(t)
+    hi = _positions(flat, eff, "right")
+    idx = hi - 1
+    start = flat.offsets[:-1][:, None]
+    ok = idx >= start
+    safe = np.where(ok, idx, 0)
+    if len(flat.ts):
+        sts = flat.ts[safe]
+        vals = flat.vals[safe]
+        ok &= sts > (eff - lookback_ms)[None, :]
+        ok &= vals.view(np.uint64) != np.uint64(STALE_NAN_BITS)
+    else:
+        sts = np.zeros((s, t), np.int64)
+        vals = np.zeros((s, t))
+    return Vector(list(flat.labels), vals, ok, sample_ts=sts)
+
+
+def windows(flat: Flat, eff: I64, range_ms: int, eval_ms: I64) -> RangeVec:
+    """Every series' samples in (t - range, t] per step, as index windows into the flat arrays."""
+    hi = _positions(flat, eff, "right")
+    lo = _positions(flat, eff - range_ms, "right")
+    return RangeVec(list(flat.labels), flat.ts, flat.vals, lo, hi, range_ms, eff, eval_ms)
