@@ -1,0 +1,247 @@
+"""Influx line protocol: escaping, field types, precision, gzip, errors naming line and column."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+
+from rtpm.ingest.influx import LineError, field_value, parse_line
+from tests.ingest.conftest import Pusher, now_ms
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "measurement", "tags", "fields", "ts"),
+    [
+        pytest.param("cpu usage=1", "cpu", [], [("usage", "1")], None, id="minimal"),
+        pytest.param(
+            "cpu,host=a,region=eu usage=1.5,idle=2i 1700000000000000000",
+            "cpu",
+            [("host", "a"), ("region", "eu")],
+            [("usage", "1.5"), ("idle", "2i")],
+            "1700000000000000000",
+            id="tags-fields-timestamp",
+        ),
+        pytest.param(r"my\ cpu\,x v=1", "my cpu,x", [], [("v", "1")], None, id="measurement-escapes-space-comma"),
+        pytest.param(r"m=x v=1", "m=x", [], [("v", "1")], None, id="equals-in-measurement-is-literal"),
+        pytest.param(
+            r"m,ta\ g\,k\=y=va\ l\,u\=e v=1",
+            "m",
+            [("ta g,k=y", "va l,u=e")],
+            [("v", "1")],
+            None,
+            id="tag-escapes",
+        ),
+        pytest.param(r"m f\ i\,e\=ld=1", "m", [], [("f i,e=ld", "1")], None, id="field-key-escapes"),
+        pytest.param(r"m,p=C:\dir v=1", "m", [("p", "C:\\dir")], [("v", "1")], None, id="lone-backslash-literal"),
+        pytest.param(
+            r'm s="say \"hi\" \\ back, x=1 y",v=2',
+            "m",
+            [],
+            [("s", r'"say \"hi\" \\ back, x=1 y"'), ("v", "2")],
+            None,
+            id="string-with-quote-backslash-comma-space",
+        ),
+    ],
+)
+def test_parse_line(line: str, measurement: str, tags: Any, fields: Any, ts: str | None) -> None:
+    p = parse_line(line)
+    assert p.measurement == measurement
+    assert p.tags == tags
+    assert [(k, v) for k, v, _ in p.fields] == fields
+    assert p.timestamp == ts
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "reason_part"),
+    [
+        pytest.param(",a=b v=1", 1, "missing measurement", id="no-measurement"),
+        pytest.param("cpu", 4, "missing fields", id="no-fields"),
+        pytest.param("cpu,host v=1", 9, "expected '='", id="tag-without-equals"),
+        pytest.param("cpu,host= v=1", 10, "missing value of tag", id="empty-tag-value"),
+        pytest.param("cpu,a=b=c v=1", 8, "unescaped '='", id="equals-in-tag-value"),
+        pytest.param("cpu v", 6, "expected '='", id="field-without-equals"),
+        pytest.param("cpu  v=1", 5, "missing field key", id="double-space"),
+        pytest.param('cpu s="abc', 7, "unterminated string", id="unterminated-string"),
+        pytest.param('cpu s="abc"x', 12, "unexpected 'x'", id="junk-after-string"),
+    ],
+)
+def test_parse_errors_name_the_column(line: str, column: int, reason_part: str) -> None:
+    with pytest.raises(LineError) as info:
+        parse_line(line)
+    assert info.value.column == column
+    assert reason_part in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", 1.0),
+        ("-1.5", -1.5),
+        ("1.", 1.0),
+        (".5", 0.5),
+        ("-1.2e+78", -1.2e78),
+        ("1E-3", 0.001),
+        ("42i", 42.0),
+        ("-9223372036854775808i", -9223372036854775808.0),
+        ("18446744073709551615u", 18446744073709551615.0),
+        ("0u", 0.0),
+        *[(b, 1.0) for b in ("t", "T", "true", "True", "TRUE")],
+        *[(b, 0.0) for b in ("f", "F", "false", "False", "FALSE")],
+        ('"text"', None),
+    ],
+)
+def test_field_values(raw: str, value: float | None) -> None:
+    assert field_value(raw, 1) == value
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["1x", "nan", "NaN", "inf", "1_000", "9223372036854775808i", "-1u", "1.5i", "yes", "tRUE", "0x10", "1e999"],
+)
+def test_invalid_field_values(raw: str) -> None:
+    with pytest.raises(LineError):
+        field_value(raw, 7)
+
+
+# ---- endpoints -------------------------------------------------------------------------------
+
+
+def test_v1_write_maps_fields_to_series_with_db_label(pusher: Pusher) -> None:
+    t_ns = now_ms() * 1_000_000
+    body = f"cpu,host=a usage_idle=97.5,usage_user=2i {t_ns}\nmem,host=a used=1024u,ok=true {t_ns}\n"
+    r = pusher.client.post("/write?db=telegraf", content=body, headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert r.status_code == 204
+    t = t_ns // 1_000_000
+    assert pusher.stored() == {
+        (("__name__", "cpu_usage_idle"), ("db", "telegraf"), ("host", "a")): [(t, 97.5)],
+        (("__name__", "cpu_usage_user"), ("db", "telegraf"), ("host", "a")): [(t, 2.0)],
+        (("__name__", "mem_ok"), ("db", "telegraf"), ("host", "a")): [(t, 1.0)],
+        (("__name__", "mem_used"), ("db", "telegraf"), ("host", "a")): [(t, 1024.0)],
+    }
+
+
+def test_a_db_tag_wins_over_the_db_argument(pusher: Pusher) -> None:
+    assert pusher.client.post("/write?db=telegraf", content="m,db=mine v=1").status_code == 204
+    assert list(pusher.stored()) == [(("__name__", "m_v"), ("db", "mine"))]
+
+
+def test_v2_write_with_bucket_and_precision(pusher: Pusher) -> None:
+    t_s = now_ms() // 1000
+    r = pusher.client.post("/api/v2/write?org=o&bucket=b&precision=s", content=f"m v=1 {t_s}")
+    assert r.status_code == 204
+    assert pusher.stored() == {(("__name__", "m_v"), ("db", "b")): [(t_s * 1000, 1.0)]}
+
+
+@pytest.mark.parametrize(("precision", "factor"), [("ns", 10**6), ("us", 10**3), ("u", 10**3), ("ms", 1), ("n", 10**6)])
+def test_precision_units(pusher: Pusher, precision: str, factor: int) -> None:
+    t = now_ms()
+    assert pusher.client.post(f"/write?precision={precision}", content=f"m v=1 {t * factor}").status_code == 204
+    assert pusher.stored() == {(("__name__", "m_v"),): [(t, 1.0)]}
+
+
+def test_missing_timestamp_gets_server_time_and_strings_are_skipped(pusher: Pusher) -> None:
+    before = now_ms()
+    r = pusher.client.post("/write", content='svc,host=a up=1i,version="1.2.3"\n')
+    assert r.status_code == 204
+    [(labels, [(t, v)])] = pusher.stored().items()
+    assert labels == (("__name__", "svc_up"), ("host", "a"))
+    assert before <= t <= now_ms() and v == 1.0
+
+
+def test_escaped_names_are_sanitized_and_values_kept(pusher: Pusher) -> None:
+    r = pusher.client.post("/write", content=r"disk.io,dev\ name=sd\,a read-bytes=5i" + "\n")
+    assert r.status_code == 204
+    assert list(pusher.stored()) == [(("__name__", "disk_io_read_bytes"), ("dev_name", "sd,a"))]
+
+
+def test_comments_blank_lines_and_crlf(pusher: Pusher) -> None:
+    body = "# a comment\r\n\r\n  m v=1\r\n#m v=2\n"
+    assert pusher.client.post("/write", content=body).status_code == 204
+    assert [len(v) for v in pusher.stored().values()] == [1]
+
+
+def test_string_field_spanning_lines(pusher: Pusher) -> None:
+    body = 'log,host=a msg="two\nlines",n=3i\nm v=1\n'
+    assert pusher.client.post("/write", content=body).status_code == 204
+    assert set(pusher.stored()) == {(("__name__", "log_n"), ("host", "a")), (("__name__", "m_v"),)}
+
+
+def test_gzip_body(pusher: Pusher) -> None:
+    body = gzip.compress(b"m,host=a v=1\nm,host=b v=2\n")
+    r = pusher.client.post("/write", content=body, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 204
+    assert len(pusher.stored()) == 2
+
+
+def test_empty_body_is_204_and_stores_nothing(pusher: Pusher) -> None:
+    assert pusher.client.post("/write", content=b"").status_code == 204
+    assert pusher.stored() == {}
+
+
+def test_a_bad_line_fails_the_request_naming_line_and_column(pusher: Pusher) -> None:
+    body = "m v=1\nm v=2\ncpu,host=a usage=abc\nm v=3x\n"
+    r = pusher.client.post("/write", content=body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["message"].startswith("line 3, column 18: invalid field value 'abc'")
+    assert "and 1 more" in error["message"]
+    assert [(d["line"], d["column"]) for d in error["details"]] == [(3, 18), (4, 5)]
+    assert pusher.stored() == {}
+
+
+def test_columns_count_leading_blanks(pusher: Pusher) -> None:
+    r = pusher.client.post("/write", content="  m v=")
+    assert r.json()["error"]["details"][0]["column"] == 7
+
+
+def test_invalid_timestamp_and_precision_are_400(pusher: Pusher) -> None:
+    r = pusher.client.post("/write", content="m v=1 12abc")
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("line 1, column 7: invalid timestamp")
+    assert pusher.client.post("/write?precision=fortnight", content="m v=1").status_code == 400
+
+
+def test_a_sample_out_of_the_time_window_is_400_with_its_line(pusher: Pusher) -> None:
+    r = pusher.client.post("/write?precision=s", content="m v=1\nm v=2 1000\n")
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("line 2: timestamp: too far in the past")
+    assert pusher.stored() == {}
+
+
+def test_invalid_utf8_is_400(pusher: Pusher) -> None:
+    r = pusher.client.post("/write", content=b"m v=1\nm,h=\xff v=1\n")
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("line 2")
+
+
+def test_gzip_bomb_is_refused_with_413(pusher: Pusher) -> None:
+    bomb = gzip.compress(b"m v=1\n" * 200_000)  # 1.2 MB inflated, limit is 64 KB
+    assert len(bomb) < 64 * 1024
+    r = pusher.client.post("/write", content=bomb, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert pusher.stored() == {}
+
+
+def test_truncated_gzip_is_400_and_unknown_encoding_415(pusher: Pusher) -> None:
+    body = gzip.compress(b"m v=1\n" * 100)
+    assert pusher.client.post("/write", content=body[:-10], headers={"Content-Encoding": "gzip"}).status_code == 400
+    assert pusher.client.post("/write", content=body, headers={"Content-Encoding": "br"}).status_code == 415
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_query_answers_telegraf_create_database_probe(pusher: Pusher, method: str) -> None:
+    if method == "GET":
+        r = pusher.client.get("/query", params={"q": 'CREATE DATABASE "telegraf"'})
+    else:
+        r = pusher.client.post(
+            "/query",
+            content="q=CREATE+DATABASE+%22telegraf%22",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert r.status_code == 200
+    result = r.json()["results"][0]
+    assert "error" not in result

@@ -1,0 +1,283 @@
+"""OTLP/HTTP metrics: the Prometheus mapping of COMPAT.md section 5, encodings, partial success."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from typing import Any
+
+import orjson
+import pytest
+
+from rtpm.errors import OverloadedError
+from rtpm.ingest.otlp import metric_name
+from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse
+from rtpm.model.samples import MetricType, WriteBatch
+from tests.ingest.conftest import Pusher, now_ms
+
+PROTO = {"Content-Type": "application/x-protobuf"}
+
+
+def kv(target: Any, key: str, value: Any) -> None:
+    a = target.add(key=key)
+    if isinstance(value, bool):
+        a.value.bool_value = value
+    elif isinstance(value, int):
+        a.value.int_value = value
+    elif isinstance(value, float):
+        a.value.double_value = value
+    else:
+        a.value.string_value = value
+
+
+def new_request(resource: dict[str, Any] | None = None, scope: tuple[str, str] = ("", "")) -> tuple[Any, Any]:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    for k, v in (resource or {}).items():
+        kv(rm.resource.attributes, k, v)
+    sm = rm.scope_metrics.add()
+    sm.scope.name, sm.scope.version = scope
+    return req, sm.metrics
+
+
+def post(pusher: Pusher, req: Any) -> Any:
+    return pusher.client.post("/v1/metrics", content=req.SerializeToString(), headers=PROTO)
+
+
+def partial(r: Any) -> Any:
+    return ExportMetricsServiceResponse.FromString(r.content).partial_success
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "kind", "expected"),
+    [
+        ("http.server.duration", "ms", MetricType.HISTOGRAM, "http_server_duration_milliseconds"),
+        ("system.cpu.utilization", "1", MetricType.GAUGE, "system_cpu_utilization_ratio"),
+        ("http.requests", "{request}", MetricType.COUNTER, "http_requests_total"),
+        ("net.io", "By/s", MetricType.GAUGE, "net_io_bytes_per_second"),
+        ("requests_total", "", MetricType.COUNTER, "requests_total"),
+        ("process.runtime.jvm.memory", "By", MetricType.GAUGE, "process_runtime_jvm_memory_bytes"),
+        ("latency_seconds", "s", MetricType.GAUGE, "latency_seconds"),
+        ("queue--depth..max", "", MetricType.GAUGE, "queue_depth_max"),
+        ("temp", "Cel", MetricType.GAUGE, "temp_celsius"),
+        ("2xx.count", "", MetricType.GAUGE, "_2xx_count"),
+    ],
+)
+def test_metric_names(name: str, unit: str, kind: MetricType, expected: str) -> None:
+    assert metric_name(name, unit, kind) == expected
+
+
+def test_gauges_sums_and_resource_mapping(pusher: Pusher) -> None:
+    t = now_ms()
+    req, metrics = new_request(
+        {"service.name": "api", "service.namespace": "shop", "service.instance.id": "pod-1", "host.name": "n1"},
+        scope=("io.opentelemetry.http", "1.2.0"),
+    )
+    g = metrics.add(name="process.threads", unit="{thread}", description="Threads.")
+    dp = g.gauge.data_points.add(time_unix_nano=t * 1_000_000, as_int=12)
+    kv(dp.attributes, "process.state", "running")
+    s = metrics.add(name="http.requests", unit="1")
+    s.sum.aggregation_temporality = 2
+    s.sum.is_monotonic = True
+    s.sum.data_points.add(time_unix_nano=t * 1_000_000, as_double=7.0)
+    u = metrics.add(name="queue.size")
+    u.sum.aggregation_temporality = 2
+    u.sum.data_points.add(time_unix_nano=t * 1_000_000, as_int=-3)
+    r = post(pusher, req)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/x-protobuf"
+    assert partial(r).rejected_data_points == 0
+    common = (("instance", "pod-1"), ("job", "shop/api"))
+    scope = (("otel_scope_name", "io.opentelemetry.http"), ("otel_scope_version", "1.2.0"))
+    assert pusher.stored() == {
+        (("__name__", "process_threads"), *common, *scope, ("process_state", "running")): [(t, 12.0)],
+        (("__name__", "http_requests_total"), *common, *scope): [(t, 7.0)],
+        (("__name__", "queue_size"), *common, *scope): [(t, -3.0)],
+        (("__name__", "target_info"), ("host_name", "n1"), *common): [(t, 1.0)],
+    }
+    md = pusher.metadata()
+    assert md["process_threads"].type == MetricType.GAUGE and md["process_threads"].help == "Threads."
+    assert md["http_requests_total"].type == MetricType.COUNTER
+    assert md["queue_size"].type == MetricType.GAUGE
+
+
+def test_explicit_bucket_histogram_becomes_bucket_sum_count(pusher: Pusher) -> None:
+    t = now_ms()
+    req, metrics = new_request({"service.name": "api"})
+    h = metrics.add(name="http.server.duration", unit="s")
+    h.histogram.aggregation_temporality = 2
+    dp = h.histogram.data_points.add(time_unix_nano=t * 1_000_000, count=10, sum=3.5)
+    dp.explicit_bounds.extend([0.1, 1.0, 5.0])
+    dp.bucket_counts.extend([2, 5, 3, 0])
+    kv(dp.attributes, "http.method", "GET")
+    assert post(pusher, req).status_code == 200
+    base = "http_server_duration_seconds"
+    labels = (("http_method", "GET"), ("job", "api"))
+    stored = pusher.stored()
+    buckets = {dict(k)["le"]: v[0][1] for k, v in stored.items() if dict(k)["__name__"] == base + "_bucket"}
+    assert buckets == {"0.1": 2.0, "1": 7.0, "5": 10.0, "+Inf": 10.0}
+    assert stored[(("__name__", base + "_count"), *labels)] == [(t, 10.0)]
+    assert stored[(("__name__", base + "_sum"), *labels)] == [(t, 3.5)]
+    assert pusher.metadata()[base].type == MetricType.HISTOGRAM
+
+
+def test_summary(pusher: Pusher) -> None:
+    t = now_ms()
+    req, metrics = new_request()
+    m = metrics.add(name="rpc.latency", unit="ms")
+    dp = m.summary.data_points.add(time_unix_nano=t * 1_000_000, count=4, sum=10.0)
+    dp.quantile_values.add(quantile=0.5, value=2.0)
+    dp.quantile_values.add(quantile=0.99, value=4.0)
+    assert post(pusher, req).status_code == 200
+    stored = pusher.stored()
+    assert stored[(("__name__", "rpc_latency_milliseconds"), ("quantile", "0.99"))] == [(t, 4.0)]
+    assert stored[(("__name__", "rpc_latency_milliseconds_count"),)] == [(t, 4.0)]
+    assert stored[(("__name__", "rpc_latency_milliseconds_sum"),)] == [(t, 10.0)]
+
+
+def test_delta_and_exponential_points_are_refused_with_partial_success(pusher: Pusher) -> None:
+    t = now_ms()
+    req, metrics = new_request()
+    d = metrics.add(name="delta.requests")
+    d.sum.aggregation_temporality = 1
+    d.sum.is_monotonic = True
+    d.sum.data_points.add(time_unix_nano=t * 1_000_000, as_int=1)
+    d.sum.data_points.add(time_unix_nano=t * 1_000_000, as_int=2)
+    e = metrics.add(name="exp.latency")
+    e.exponential_histogram.aggregation_temporality = 2
+    e.exponential_histogram.data_points.add(time_unix_nano=t * 1_000_000, count=1)
+    g = metrics.add(name="kept")
+    g.gauge.data_points.add(time_unix_nano=t * 1_000_000, as_double=1.5)
+    r = post(pusher, req)
+    assert r.status_code == 200
+    p = partial(r)
+    assert p.rejected_data_points == 3
+    assert "delta temporality is not supported" in p.error_message
+    assert "exponential histograms are not supported" in p.error_message
+    assert list(pusher.stored()) == [(("__name__", "kept"),)]
+
+
+def test_no_recorded_value_becomes_a_stale_marker(pusher: Pusher) -> None:
+    req, metrics = new_request()
+    g = metrics.add(name="gone")
+    g.gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, flags=1)
+    assert post(pusher, req).status_code == 200
+    [[(_, value)]] = pusher.stored().values()
+    assert math.isnan(value)
+
+
+def test_json_encoding_with_string_ints_enums_as_ints_and_hex_exemplars(pusher: Pusher) -> None:
+    t_ns = now_ms() * 1_000_000
+    doc = {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "hits",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [
+                                        {
+                                            "timeUnixNano": str(t_ns),
+                                            "asInt": "42",
+                                            "attributes": [{"key": "code", "value": {"intValue": "200"}}],
+                                            "exemplars": [
+                                                {"traceId": "5b8efff798038103d269b633813fc60c", "asInt": "1"}
+                                            ],
+                                        }
+                                    ],
+                                },
+                                "someFutureField": 1,
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    r = pusher.client.post(
+        "/api/v1/otlp/v1/metrics", content=orjson.dumps(doc), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {}
+    assert pusher.stored() == {(("__name__", "hits_total"), ("code", "200"), ("job", "web")): [(t_ns // 10**6, 42.0)]}
+
+
+def test_gzip_protobuf(pusher: Pusher) -> None:
+    req, metrics = new_request()
+    metrics.add(name="g").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    body = gzip.compress(req.SerializeToString())
+    r = pusher.client.post("/v1/metrics", content=body, headers={**PROTO, "Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert len(pusher.stored()) == 1
+
+
+def test_empty_protobuf_body_is_an_empty_success(pusher: Pusher) -> None:
+    r = pusher.client.post("/v1/metrics", content=b"", headers=PROTO)
+    assert r.status_code == 200
+    assert r.content == b""
+
+
+def test_empty_json_body_is_400(pusher: Pusher) -> None:
+    r = pusher.client.post("/v1/metrics", content=b"", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert "JSON" in r.json()["message"]
+
+
+def test_wrong_content_type_is_415(pusher: Pusher) -> None:
+    assert pusher.client.post("/v1/metrics", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_truncated_protobuf_is_400_with_a_status_body(pusher: Pusher) -> None:
+    req, metrics = new_request({"service.name": "api"})
+    metrics.add(name="g").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    r = pusher.client.post("/v1/metrics", content=req.SerializeToString()[:-3], headers=PROTO)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/x-protobuf"
+    assert r.content[:2] == b"\x08\x03"  # google.rpc.Status code INVALID_ARGUMENT
+    assert b"ExportMetricsServiceRequest" in r.content
+    assert pusher.stored() == {}
+
+
+def test_a_point_out_of_the_time_window_is_400(pusher: Pusher) -> None:
+    req, metrics = new_request()
+    metrics.add(name="ok").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    metrics.add(name="old").gauge.data_points.add(time_unix_nano=1_000_000_000, as_double=1)
+    r = post(pusher, req)
+    assert r.status_code == 400
+    assert b"too far in the past" in r.content
+    assert pusher.stored() == {}
+
+
+def test_gzip_bomb_is_413(pusher: Pusher) -> None:
+    bomb = gzip.compress(b"\x00" * (2 * 1024 * 1024))
+    r = pusher.client.post("/v1/metrics", content=bomb, headers={**PROTO, "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+
+
+def test_a_full_write_buffer_answers_503_with_retry_after(pusher: Pusher, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def full(batch: WriteBatch) -> int:
+        raise OverloadedError("write buffer full", retry_after_seconds=1)
+
+    monkeypatch.setattr(pusher.services.buffer, "submit", full)
+    req, metrics = new_request()
+    metrics.add(name="g").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    r = post(pusher, req)
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"
+    assert r.content[:2] == b"\x08\x0e"  # UNAVAILABLE
+
+
+def test_attribute_names_colliding_after_sanitizing_are_joined(pusher: Pusher) -> None:
+    req, metrics = new_request()
+    dp = metrics.add(name="g").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    kv(dp.attributes, "a.b", "1")
+    kv(dp.attributes, "a-b", "2")
+    kv(dp.attributes, "flag", True)
+    assert post(pusher, req).status_code == 200
+    assert list(pusher.stored()) == [(("__name__", "g"), ("a_b", "1;2"), ("flag", "true"))]
