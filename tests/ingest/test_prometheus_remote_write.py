@@ -1,0 +1,212 @@
+"""A real Prometheus scrapes a target and remote-writes to a real `rtpm serve`: afterwards RTPM holds
+the same series and values that Prometheus's own /api/v1/query returns for them."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests._server import RtpmServer, free_port
+
+pytestmark = pytest.mark.integration
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+JOB = "rw_target"
+
+
+class _Exposition:
+    """The target's metrics: a counter that grows per scrape, a gauge, a histogram, an escaped label."""
+
+    def __init__(self) -> None:
+        self.scrapes = 0
+        self.lock = threading.Lock()
+
+    def render(self) -> bytes:
+        with self.lock:
+            self.scrapes += 1
+            n = self.scrapes
+        return (
+            "# HELP app_requests_total Requests served.\n"
+            "# TYPE app_requests_total counter\n"
+            f'app_requests_total{{method="GET",code="200"}} {n * 3}\n'
+            f'app_requests_total{{method="POST",code="500"}} {n}\n'
+            "# HELP app_temperature_celsius Room temperature.\n"
+            "# TYPE app_temperature_celsius gauge\n"
+            f'app_temperature_celsius{{room="a \\"quoted\\" \\\\ room"}} {20 + n * 0.37:.2f}\n'
+            "# TYPE app_latency_seconds histogram\n"
+            f'app_latency_seconds_bucket{{le="0.1"}} {n}\n'
+            f'app_latency_seconds_bucket{{le="1"}} {2 * n}\n'
+            f'app_latency_seconds_bucket{{le="+Inf"}} {2 * n + 1}\n'
+            f"app_latency_seconds_sum {n * 1.25}\n"
+            f"app_latency_seconds_count {2 * n + 1}\n"
+        ).encode()
+
+
+@pytest.fixture
+def target() -> Iterator[str]:
+    exposition = _Exposition()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            body = exposition.render()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _start_prometheus(tmp_path: Path, target: str, rtpm_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    if not os.path.exists(PROMETHEUS):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"""
+global:
+  scrape_interval: 1s
+  scrape_timeout: 900ms
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: {JOB}
+    static_configs:
+      - targets: ["{target}"]
+remote_write:
+  - url: {rtpm_url}/api/v1/write
+    remote_timeout: 10s
+    queue_config:
+      batch_send_deadline: 500ms
+      min_backoff: 50ms
+      max_backoff: 500ms
+    metadata_config:
+      send: true
+      send_interval: 1s
+"""
+    )
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def _matrix(client: httpx.Client, query: str, at: float) -> dict[frozenset[tuple[str, str]], list[tuple[int, float]]]:
+    r = client.get("/api/v1/query", params={"query": query, "time": f"{at:.3f}"})
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    assert body["data"]["resultType"] == "matrix"
+    return {
+        frozenset(s["metric"].items()): [(round(float(t) * 1000), float(v)) for t, v in s["values"]]
+        for s in body["data"]["result"]
+    }
+
+
+def _same(a: dict[Any, list[tuple[int, float]]], b: dict[Any, list[tuple[int, float]]]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k, left in a.items():
+        right = b[k]
+        if len(left) != len(right):
+            return False
+        for (t1, v1), (t2, v2) in zip(left, right, strict=True):
+            if t1 != t2 or not (v1 == v2 or (math.isnan(v1) and math.isnan(v2))):
+                return False
+    return True
+
+
+def test_rtpm_holds_what_prometheus_scraped_and_remote_wrote(
+    tmp_path: Path, target: str, server_factory: Callable[..., RtpmServer]
+) -> None:
+    rtpm = server_factory()
+    proc, prom_url = _start_prometheus(tmp_path, target, rtpm.url)
+    log = tmp_path / "prometheus.log"
+    try:
+        with httpx.Client(base_url=prom_url, timeout=10) as prom, httpx.Client(base_url=rtpm.url, timeout=10) as ours:
+            _wait("prometheus ready", lambda: prom.get("/-/ready").status_code == 200, 30, log)
+
+            def scraped_enough() -> bool:
+                r = prom.get("/api/v1/query", params={"query": f'count_over_time(up{{job="{JOB}"}}[1m])'})
+                result = r.json()["data"]["result"]
+                return bool(result) and float(result[0]["value"][1]) >= 5
+
+            _wait("five scrapes", scraped_enough, 30, log)
+            at = time.time() - 1.5
+            query = f'{{job="{JOB}"}}[5m]'
+            expected = _matrix(prom, query, at)
+            names = {dict(k)["__name__"] for k in expected}
+            assert {"up", "app_requests_total", "app_temperature_celsius", "app_latency_seconds_bucket"} <= names
+            assert all(len(v) >= 3 for v in expected.values())
+
+            got: dict[Any, list[tuple[int, float]]] = {}
+
+            def rtpm_caught_up() -> bool:
+                nonlocal got
+                got = _matrix(ours, query, at)
+                return _same(expected, got)
+
+            try:
+                _wait("RTPM to hold every sample Prometheus has", rtpm_caught_up, 20, log)
+            except AssertionError:
+                assert got == expected  # shows the difference
+                raise
+
+            # Metadata sent by Prometheus reached RTPM too.
+            def metadata_arrived() -> bool:
+                r = ours.get("/api/v1/metadata", params={"metric": "app_requests_total"})
+                data = r.json().get("data", {})
+                return bool(data.get("app_requests_total")) and data["app_requests_total"][0]["type"] == "counter"
+
+            _wait("metadata", metadata_arrived, 15, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
