@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
-    LatestSample,
     MetricInfo,
     MetricMetadata,
     MetricType,
-    Series,
-    SeriesStats,
     WriteBatch,
 )
-from rtpm.storage import migrations
+from rtpm.storage import chunks, migrations
+from rtpm.storage._querier import Loaded, MergedQuerier, latest_of
 from rtpm.storage._series import (
     FlatSamples,
     LabelsCache,
@@ -310,97 +308,85 @@ class PostgresStorage:
         return filter_series(((r[0], r[1]) for r in rows), matchers, self._labels)
 
 
-class PostgresQuerier:
+class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
+        super().__init__(tenant, start_ms, end_ms)
         self._s = storage
-        self.tenant = tenant
-        self.start_ms = start_ms
-        self.end_ms = end_ms
 
-    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
+    async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         async with self._s._conn() as conn:
-            found = await self._s._matching_series(conn, self.tenant, matchers)
-            if not found:
-                return []
-            if max_samples is not None:
-                total = await conn.fetchval(
-                    "SELECT COUNT(*) FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3",
-                    [sid for sid, _ in found],
-                    self.start_ms,
-                    self.end_ms,
-                )
-                if total > max_samples:
-                    raise TooManySamples(
-                        f"query loads {total} samples, more than {max_samples} (max_query_samples); narrow the "
-                        "time range or the selector"
-                    )
-            rows = await conn.fetch(
+            return await self._s._matching_series(conn, self.tenant, matchers)
+
+    async def _load(self, ids: list[int]) -> Loaded:
+        async with self._s._conn() as conn:
+            raw_rows = await conn.fetch(
                 "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM samples "
                 "WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 GROUP BY series_id",
-                [sid for sid, _ in found],
+                ids,
                 self.start_ms,
                 self.end_ms,
             )
-        data = {r[0]: (r[1], r[2]) for r in rows}
-        out = []
-        for sid, labels in found:
-            hit = data.get(sid)
-            if hit is not None:
-                out.append(Series(labels, np.array(hit[0], dtype=np.int64), np.array(hit[1], dtype=np.float64)))
+            chunk_rows = await conn.fetch(
+                "SELECT series_id, ts_data, value_data FROM chunks WHERE series_id = ANY($1::bigint[]) "
+                "AND min_ts <= $3 AND max_ts >= $2 ORDER BY series_id, window_start",
+                ids,
+                self.start_ms,
+                self.end_ms,
+            )
+        raw = {r[0]: (np.array(r[1], dtype=np.int64), np.array(r[2], dtype=np.float64)) for r in raw_rows}
+        blobs: dict[int, list[tuple[bytes, bytes]]] = {}
+        for r in chunk_rows:
+            blobs.setdefault(r[0], []).append((r[1], r[2]))
+        out: Loaded = {}
+        for sid in raw.keys() | blobs.keys():
+            out[sid] = chunks.assemble(blobs.get(sid, []), raw.get(sid), self.start_ms, self.end_ms)
         return out
 
-    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
+    async def _count(self, ids: list[int]) -> int:
         async with self._s._conn() as conn:
-            found = await self._s._matching_series(conn, self.tenant, matchers)
-            if not found:
-                return []
-            rows = await conn.fetch(
-                "SELECT u.id FROM unnest($1::bigint[]) AS u(id) WHERE EXISTS "
-                "(SELECT 1 FROM samples WHERE series_id = u.id AND ts BETWEEN $2 AND $3)",
-                [sid for sid, _ in found],
+            total = await conn.fetchval(
+                "SELECT (SELECT COUNT(*) FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3)"
+                " + (SELECT COALESCE(SUM(count), 0) FROM chunks WHERE series_id = ANY($1::bigint[]) "
+                "AND min_ts <= $3 AND max_ts >= $2)",
+                ids,
                 self.start_ms,
                 self.end_ms,
             )
-        present = {r[0] for r in rows}
-        return [labels for sid, labels in found if sid in present]
+        return int(total)
 
-    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
-        return sorted({k for labels in await self.series(matchers) for k, _ in labels})
-
-    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
-        return sorted({v for labels in await self.series(matchers) for k, v in labels if k == name})
-
-    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
+    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         async with self._s._conn() as conn:
-            found = await self._s._matching_series(conn, self.tenant, matchers)
-            if not found:
-                return []
-            rows = await conn.fetch(
+            raw_rows = await conn.fetch(
                 "SELECT u.id, l.ts, l.value FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL "
                 "(SELECT ts, value FROM samples WHERE series_id = u.id AND ts BETWEEN $2 AND $3 "
                 "ORDER BY ts DESC LIMIT 1) AS l",
-                [sid for sid, _ in found],
+                ids,
                 self.start_ms,
                 self.end_ms,
             )
-        data = {r[0]: (r[1], r[2]) for r in rows}
-        return [LatestSample(labels, *data[sid]) for sid, labels in found if sid in data]
-
-    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
-        async with self._s._conn() as conn:
-            found = await self._s._matching_series(conn, self.tenant, matchers)
-            if not found:
-                return []
-            rows = await conn.fetch(
-                "SELECT series_id, COUNT(*), SUM(value), MIN(value), MAX(value), MIN(ts), MAX(ts) FROM samples "
-                "WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 AND value <> 'NaN' "
-                "GROUP BY series_id",
-                [sid for sid, _ in found],
+            chunk_rows = await conn.fetch(
+                "SELECT DISTINCT ON (series_id) series_id, ts_data, value_data FROM chunks "
+                "WHERE series_id = ANY($1::bigint[]) AND min_ts <= $3 AND max_ts >= $2 "
+                "ORDER BY series_id, window_start DESC",
+                ids,
                 self.start_ms,
                 self.end_ms,
             )
-        data = {r[0]: tuple(r[1:]) for r in rows}
-        return [SeriesStats(labels, *data[sid]) for sid, labels in found if sid in data]
+        candidates: dict[int, list[tuple[int, float]]] = {}
+        look_further = []
+        for r in chunk_rows:
+            ts, vals = chunks.assemble([(r[1], r[2])], None, self.start_ms, self.end_ms)
+            if len(ts):
+                candidates.setdefault(r[0], []).append((int(ts[-1]), float(vals[-1])))
+            else:  # the last chunk has nothing in range: look through all of them
+                look_further.append(r[0])
+        if look_further:
+            for sid, (ts, vals) in (await self._load(look_further)).items():
+                if len(ts):
+                    candidates.setdefault(sid, []).append((int(ts[-1]), float(vals[-1])))
+        for r in raw_rows:
+            candidates.setdefault(r[0], []).append((r[1], r[2]))
+        return latest_of(candidates)
 
 
 if TYPE_CHECKING:

@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
-    LatestSample,
     MetricInfo,
     MetricMetadata,
     MetricType,
-    Series,
-    SeriesStats,
     WriteBatch,
 )
-from rtpm.storage import migrations
+from rtpm.storage import chunks, migrations
+from rtpm.storage._querier import Loaded, MergedQuerier, latest_of
 from rtpm.storage._series import (
     LabelsCache,
     SeriesIdCache,
@@ -39,9 +37,9 @@ from rtpm.storage._series import (
     flatten,
     merged_metadata,
 )
+from rtpm.storage.chunks import F64, I64
 
 T = TypeVar("T")
-_IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
 
 
 def _nan_bits(value: float) -> int:
@@ -266,110 +264,88 @@ class SqliteStorage:
         return filter_series(cur, matchers, self._labels)
 
 
-def _chunks(seq: Sequence[T], n: int) -> list[Sequence[T]]:
-    return [seq[i : i + n] for i in range(0, len(seq), n)]
+def _sample_value(value: float | None, nan_bits: int | None) -> float:
+    return value if value is not None else _from_bits(nan_bits or 0)
 
 
-class SqliteQuerier:
+class SqliteQuerier(MergedQuerier):
     def __init__(self, storage: SqliteStorage, tenant: str, start_ms: int, end_ms: int) -> None:
+        super().__init__(tenant, start_ms, end_ms)
         self._s = storage
-        self.tenant = tenant
-        self.start_ms = start_ms
-        self.end_ms = end_ms
 
-    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
-        def run(conn: sqlite3.Connection) -> list[Series]:
-            found = self._s._matching_series(conn, self.tenant, matchers)
-            out: list[Series] = []
-            loaded = 0
-            for series_id, labels in found:
-                rows = conn.execute(
-                    "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-                    (series_id, self.start_ms, self.end_ms),
-                ).fetchall()
-                if not rows:
+    async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
+        return await self._s._read(lambda conn: self._s._matching_series(conn, self.tenant, matchers))
+
+    def _raw(self, conn: sqlite3.Connection, sid: int) -> tuple[I64, F64] | None:
+        rows = conn.execute(
+            "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+            (sid, self.start_ms, self.end_ms),
+        ).fetchall()
+        if not rows:
+            return None
+        ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vals = np.fromiter((_sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows))
+        return ts, vals
+
+    def _chunk_blobs(self, conn: sqlite3.Connection, sid: int, *, last_only: bool = False) -> list[tuple[bytes, bytes]]:
+        sql = (
+            "SELECT ts_data, value_data FROM chunks WHERE series_id = ? AND min_ts <= ? AND max_ts >= ? "
+            "ORDER BY window_start"
+        )
+        if last_only:
+            sql += " DESC LIMIT 1"
+        return conn.execute(sql, (sid, self.end_ms, self.start_ms)).fetchall()
+
+    async def _load(self, ids: list[int]) -> Loaded:
+        def run(conn: sqlite3.Connection) -> Loaded:
+            out: Loaded = {}
+            for sid in ids:
+                raw = self._raw(conn, sid)
+                blobs = self._chunk_blobs(conn, sid)
+                if raw is None and not blobs:
                     continue
-                loaded += len(rows)
-                if max_samples is not None and loaded > max_samples:
-                    raise TooManySamples(
-                        f"query loads more than {max_samples} samples (max_query_samples); narrow the "
-                        "time range or the selector"
-                    )
-                ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                vals = np.fromiter(
-                    (r[1] if r[1] is not None else _from_bits(r[2]) for r in rows),
-                    dtype=np.float64,
-                    count=len(rows),
-                )
-                out.append(Series(labels, ts, vals))
+                out[sid] = chunks.assemble(blobs, raw, self.start_ms, self.end_ms)
             return out
 
         return await self._s._read(run)
 
-    async def _series_with_data(self, conn: sqlite3.Connection, matchers: Sequence[Matcher]) -> list[Labels]:
-        found = self._s._matching_series(conn, self.tenant, matchers)
-        out = []
-        for series_id, labels in found:
-            hit = conn.execute(
-                "SELECT 1 FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? LIMIT 1",
-                (series_id, self.start_ms, self.end_ms),
-            ).fetchone()
-            if hit:
-                out.append(labels)
-        return out
-
-    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
-        def run(conn: sqlite3.Connection) -> list[Labels]:
-            found = self._s._matching_series(conn, self.tenant, matchers)
-            return [labels for sid, labels in found if self._has_data(conn, sid)]
+    async def _count(self, ids: list[int]) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            total = 0
+            for sid in ids:
+                total += conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM samples WHERE series_id = ?1 AND ts BETWEEN ?2 AND ?3) + "
+                    "(SELECT COALESCE(SUM(count), 0) FROM chunks WHERE series_id = ?1 AND min_ts <= ?3 AND max_ts >= ?2)",
+                    (sid, self.start_ms, self.end_ms),
+                ).fetchone()[0]
+            return total
 
         return await self._s._read(run)
 
-    def _has_data(self, conn: sqlite3.Connection, series_id: int) -> bool:
-        return (
-            conn.execute(
-                "SELECT 1 FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? LIMIT 1",
-                (series_id, self.start_ms, self.end_ms),
-            ).fetchone()
-            is not None
-        )
-
-    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
-        names = {k for labels in await self.series(matchers) for k, _ in labels}
-        return sorted(names)
-
-    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
-        values = {v for labels in await self.series(matchers) for k, v in labels if k == name}
-        return sorted(values)
-
-    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
-        def run(conn: sqlite3.Connection) -> list[LatestSample]:
-            out = []
-            for series_id, labels in self._s._matching_series(conn, self.tenant, matchers):
+    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+        def run(conn: sqlite3.Connection) -> dict[int, tuple[int, float]]:
+            candidates: dict[int, list[tuple[int, float]]] = {}
+            for sid in ids:
+                options: list[tuple[int, float]] = []
+                blobs = self._chunk_blobs(conn, sid, last_only=True)
+                if blobs:
+                    ts, vals = chunks.assemble(blobs, None, self.start_ms, self.end_ms)
+                    if len(ts):
+                        options.append((int(ts[-1]), float(vals[-1])))
+                    else:  # the last chunk has nothing in range: look through all of them
+                        ts, vals = chunks.assemble(self._chunk_blobs(conn, sid), None, self.start_ms, self.end_ms)
+                        if len(ts):
+                            options.append((int(ts[-1]), float(vals[-1])))
                 row = conn.execute(
                     "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? "
                     "ORDER BY ts DESC LIMIT 1",
-                    (series_id, self.start_ms, self.end_ms),
+                    (sid, self.start_ms, self.end_ms),
                 ).fetchone()
                 if row:
-                    value = row[1] if row[1] is not None else _from_bits(row[2])
-                    out.append(LatestSample(labels, row[0], value))
-            return out
-
-        return await self._s._read(run)
-
-    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
-        def run(conn: sqlite3.Connection) -> list[SeriesStats]:
-            out = []
-            for series_id, labels in self._s._matching_series(conn, self.tenant, matchers):
-                row = conn.execute(
-                    "SELECT COUNT(value), SUM(value), MIN(value), MAX(value), MIN(ts), MAX(ts) FROM samples "
-                    "WHERE series_id = ? AND ts BETWEEN ? AND ? AND value IS NOT NULL",
-                    (series_id, self.start_ms, self.end_ms),
-                ).fetchone()
-                if row and row[0]:
-                    out.append(SeriesStats(labels, row[0], row[1], row[2], row[3], row[4], row[5]))
-            return out
+                    options.append((row[0], _sample_value(row[1], row[2])))
+                if options:
+                    candidates[sid] = options
+            return latest_of(candidates)
 
         return await self._s._read(run)
 

@@ -1,0 +1,124 @@
+"""The read side shared by both backends. A backend supplies four primitives over series ids
+(find, load, count, latest); everything a Querier answers is built from them here, so raw rows and
+compressed chunks are merged the same way on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rtpm.errors import TooManySamples
+from rtpm.model.labels import Labels, Matcher
+from rtpm.model.samples import LatestSample, Series, SeriesStats
+from rtpm.storage.chunks import F64, I64
+
+Loaded = dict[int, tuple[I64, F64]]
+
+
+class MergedQuerier:
+    """Base of SqliteQuerier and PostgresQuerier: reads of one tenant within [start_ms, end_ms]."""
+
+    def __init__(self, tenant: str, start_ms: int, end_ms: int) -> None:
+        self.tenant = tenant
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+
+    # -- primitives, one implementation per backend ---------------------------------------------
+
+    async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
+        raise NotImplementedError
+
+    async def _load(self, ids: list[int]) -> Loaded:
+        """Samples in range per series id: chunks and raw rows merged (raw wins on equal ts)."""
+        raise NotImplementedError
+
+    async def _count(self, ids: list[int]) -> int:
+        """An upper bound of the samples `_load` would return (whole chunks counted)."""
+        raise NotImplementedError
+
+    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+        raise NotImplementedError
+
+    # -- the Querier API ------------------------------------------------------------------------
+
+    async def select(self, matchers: Sequence[Matcher], *, max_samples: int | None = None) -> list[Series]:
+        found = await self._find(matchers)
+        if not found:
+            return []
+        ids = [sid for sid, _ in found]
+        if max_samples is not None:
+            total = await self._count(ids)
+            if total > max_samples:
+                raise TooManySamples(
+                    f"query would load {total} samples, more than {max_samples} (max_query_samples); "
+                    "narrow the time range or the selector"
+                )
+        data = await self._load(ids)
+        out = []
+        for sid, labels in found:
+            hit = data.get(sid)
+            if hit is not None and len(hit[0]):
+                out.append(Series(labels, hit[0], hit[1]))
+        return out
+
+    async def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
+        found = await self._find(matchers)
+        if not found:
+            return []
+        latest = await self._latest([sid for sid, _ in found])
+        return [labels for sid, labels in found if sid in latest]
+
+    async def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({k for labels in await self.series(matchers) for k, _ in labels})
+
+    async def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({v for labels in await self.series(matchers) for k, v in labels if k == name})
+
+    async def latest(self, matchers: Sequence[Matcher]) -> list[LatestSample]:
+        found = await self._find(matchers)
+        if not found:
+            return []
+        latest = await self._latest([sid for sid, _ in found])
+        return [LatestSample(labels, *latest[sid]) for sid, labels in found if sid in latest]
+
+    async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
+        found = await self._find(matchers)
+        if not found:
+            return []
+        data = await self._load([sid for sid, _ in found])
+        out = []
+        for sid, labels in found:
+            hit = data.get(sid)
+            if hit is None:
+                continue
+            ts, values = hit
+            keep = ~np.isnan(values)  # NaN (and staleness markers) are not values
+            if not keep.any():
+                continue
+            ts, values = ts[keep], values[keep]
+            out.append(
+                SeriesStats(
+                    labels,
+                    int(len(values)),
+                    float(values.sum()),
+                    float(values.min()),
+                    float(values.max()),
+                    int(ts[0]),
+                    int(ts[-1]),
+                )
+            )
+        return out
+
+
+def latest_of(candidates: dict[int, list[tuple[int, float]]]) -> dict[int, tuple[int, float]]:
+    """Per series, the candidate with the greatest timestamp (raw rows listed last win ties)."""
+    out: dict[int, tuple[int, float]] = {}
+    for sid, options in candidates.items():
+        best = None
+        for ts, value in options:
+            if best is None or ts >= best[0]:
+                best = (ts, value)
+        if best is not None:
+            out[sid] = best
+    return out
