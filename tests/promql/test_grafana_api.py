@@ -268,3 +268,51 @@ def test_timeout(client: TestClient) -> None:
 def test_many_to_many_is_execution_error(client: TestClient) -> None:
     params = {"query": "cpu_usage + on(job) http_requests_total", "time": NOW_S - 60}
     _err(client.get("/api/v1/query", params=params), 422, "execution", "duplicate series")
+
+
+# ---- the seed's query routes on the same engine ---------------------------------------------
+
+
+def test_seed_range_with_promql(client: TestClient) -> None:
+    params = {
+        "query": 'cpu_usage{instance="i2"}',
+        "start_time": str(NOW_S - 600),
+        "end_time": str(NOW_S - 540),
+        "step": "30s",
+    }
+    resp = client.get("/api/v1/metrics/query/range", params=params)
+    assert resp.status_code == 200, resp.text
+    [s] = resp.json()["series"]
+    assert s["labels"] == {"instance": "i2", "job": "api"}
+    assert [p["value"] for p in s["data_points"]] == [52.0, 52.0, 52.0]
+    assert s["data_points"][0]["timestamp"].endswith("Z")
+
+
+def test_seed_range_with_metric_name_and_aggregation(client: TestClient) -> None:
+    params = {
+        "metric_name": "http_requests_total",
+        "labels": '{"job": "api"}',
+        "aggregation": "rate",
+        "group_by": "job",
+        "start_time": str(NOW_S - 1200),
+        "end_time": str(NOW_S - 600),
+        "step": "60",
+    }
+    body = client.get("/api/v1/metrics/query/range", params=params).json()
+    assert body["query"] == 'sum by (job) (rate(http_requests_total{job="api"}[60s]))'
+    [s] = body["series"]
+    assert all(math.isclose(p["value"], 6 / 15) for p in s["data_points"])
+
+
+def test_seed_instant(client: TestClient) -> None:
+    params = {"metric_name": "cpu_usage", "aggregation": "max", "time": str(NOW_S - 60)}
+    body = client.get("/api/v1/metrics/query/instant", params=params).json()
+    assert body["series"] == [
+        {"labels": {}, "metric_name": None, "data_points": [{"timestamp": body["time"], "value": 52.0}]}
+    ]
+
+
+def test_seed_bad_query(client: TestClient) -> None:
+    resp = client.get("/api/v1/metrics/query/instant", params={"query": "sum("})
+    assert resp.status_code == 400
+    assert "parse error" in resp.json()["error"]["message"]

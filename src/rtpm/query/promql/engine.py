@@ -50,6 +50,8 @@ class Result:
     value: Value
     steps: I64
     samples_loaded: int = 0
+    load_seconds: float = 0.0
+    eval_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -130,12 +132,15 @@ class Engine:
         _plan(node, start_ms, end_ms, q, selectors)
         try:
             async with asyncio.timeout(timeout):
+                t0 = time.perf_counter()
                 loaded = await self._load(tenant, selectors, q)
+                t1 = time.perf_counter()
                 value = await asyncio.to_thread(_evaluate, node, steps, q)
+                t2 = time.perf_counter()
         except TimeoutError:
             raise QueryTimeout("query timed out in expression evaluation") from None
         rtype = node.type
-        return Result(rtype, value, steps, loaded)
+        return Result(rtype, value, steps, loaded, t1 - t0, t2 - t1)
 
     async def _load(self, tenant: str, selectors: list[a.VectorSel], q: _Query) -> int:
         opts = self.options
