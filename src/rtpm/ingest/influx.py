@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from rtpm.errors import BadDataError
 from rtpm.ingest.batching import MISSING, BatchBuilder
 from rtpm.ingest.validate import Validator
+from rtpm.model.labels import Labels
 from rtpm.model.samples import WriteBatch
 
 # precision -> (multiplier, divisor) turning a timestamp into epoch milliseconds.
@@ -66,8 +67,9 @@ class LineError(Exception):
 
 @dataclass(slots=True)
 class Point:
+    head: str  # the raw text before the first unescaped space: measurement and tags
     measurement: str
-    tags: list[tuple[str, str]]
+    tags: list[tuple[str, str]] | None  # None: not split yet (a plain head, see _plain_tags)
     fields: list[tuple[str, str, int]]  # key, raw value, column of the value
     timestamp: str | None
     timestamp_column: int
@@ -121,12 +123,32 @@ def field_value(raw: str, column: int) -> float | None:
 
 
 def parse_line(line: str) -> Point:
-    """Parse one line; raises LineError with the column of the problem."""
+    """Parse one line, tags included; raises LineError with the column of the problem."""
+    point = _parse(line)
+    if point.tags is None:
+        point.tags = _tags(point, line)
+    return point
+
+
+def _parse(line: str) -> Point:
+    """Parse one line, leaving a plain head's tags unsplit (see `_tags`)."""
     if "\\" not in line and '"' not in line:
         point = _parse_plain(line)
         if point is not None:
             return point
     return _parse_escaped(line)
+
+
+def _tags(point: Point, line: str) -> list[tuple[str, str]]:
+    if point.tags is not None:
+        return point.tags
+    tags: list[tuple[str, str]] = []
+    for item in point.head.split(",")[1:]:
+        kv = item.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return _parse_escaped(line).tags or []  # raises LineError naming the column
+        tags.append((kv[0], kv[1]))
+    return tags
 
 
 def _parse_plain(line: str) -> Point | None:
@@ -141,16 +163,9 @@ def _parse_plain(line: str) -> Point | None:
         return None
     if not head or not fields_text or ts == "":
         return None
-    names = head.split(",")
-    measurement = names[0]
+    measurement = head.split(",", 1)[0]
     if not measurement:
         return None
-    tags: list[tuple[str, str]] = []
-    for item in names[1:]:
-        kv = item.split("=")
-        if len(kv) != 2 or not kv[0] or not kv[1]:
-            return None
-        tags.append((kv[0], kv[1]))
     fields: list[tuple[str, str, int]] = []
     col = len(head) + 2
     for item in fields_text.split(","):
@@ -159,7 +174,7 @@ def _parse_plain(line: str) -> Point | None:
             return None
         fields.append((kv[0], kv[1], col + len(kv[0]) + 1))
         col += len(item) + 1
-    return Point(measurement, tags, fields, ts, len(head) + len(fields_text) + 3)
+    return Point(head, measurement, None, fields, ts, len(head) + len(fields_text) + 3)
 
 
 def _parse_escaped(line: str) -> Point:
@@ -205,6 +220,7 @@ def _parse_escaped(line: str) -> Point:
         raise LineError(pos + 1, "missing fields (a space, then at least one field=value)")
     if line[pos] != " ":
         raise LineError(pos + 1, f"unexpected {line[pos]!r} after measurement and tags")
+    head = line[:pos]
     pos += 1
     fields: list[tuple[str, str, int]] = []
     while True:
@@ -244,7 +260,7 @@ def _parse_escaped(line: str) -> Point:
         ts = line[pos:]
         if not ts:
             raise LineError(pos + 1, "missing timestamp after the space")
-    return Point(measurement, tags, fields, ts, ts_col)
+    return Point(head, measurement, tags, fields, ts, ts_col)
 
 
 def _lines(text: str) -> list[tuple[int, int, str]]:
@@ -303,6 +319,106 @@ def _first_unescaped_space(line: str) -> int:
     return -1
 
 
+class InfluxDecoder:
+    """Decodes line protocol; remembers (up to `cache_size`) the validated Labels of each
+    (db, measurement and tags as sent, field) seen, so a known series costs a dictionary lookup."""
+
+    def __init__(self, validator: Validator, *, cache_size: int = 100_000) -> None:
+        self.validator = validator
+        self.cache_size = cache_size
+        self._known: dict[tuple[str, str, str], Labels] = {}
+
+    def decode(
+        self,
+        body: bytes,
+        *,
+        tenant: str,
+        now_ms: int,
+        precision: str = "ns",
+        db: str | None = None,
+        extra_labels: Mapping[str, str] | None = None,
+    ) -> WriteBatch:
+        """`db` becomes a `db` label unless the line has a `db` tag; `extra_labels` override tags."""
+        scale = PRECISIONS.get(precision)
+        if scale is None:
+            raise BadDataError(f"precision: unknown {precision!r}; one of ns, us, ms, s, m, h")
+        mul, div = scale
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = body.count(b"\n", 0, exc.start) + 1
+            raise BadDataError(f"line {line}: not valid UTF-8") from None
+        b = BatchBuilder(tenant=tenant, validator=self.validator, where="line", extra_labels=extra_labels)
+        known = self._known if not extra_labels else {}
+        fresh: dict[tuple[str, str, str], Labels] = {}
+        db_key = db or ""
+        errors: list[dict[str, object]] = []
+        error_count = 0
+        add = b.add
+        for number, offset, line in _lines(text):
+            try:
+                point = _parse(line)
+                if point.timestamp is None:
+                    ts_ms = now_ms
+                else:
+                    if not _TS_RE.fullmatch(point.timestamp):
+                        raise LineError(point.timestamp_column, f"invalid timestamp {point.timestamp!r}")
+                    ts_ms = int(point.timestamp) * mul // div
+                resolved: list[tuple[Labels | None, float]] = []
+                for key, raw, col in point.fields:
+                    value = field_value(raw, col)
+                    if value is None:
+                        continue  # string fields are not stored
+                    cache_key = (db_key, point.head, key)
+                    labels = known.get(cache_key)
+                    if labels is None:
+                        labels = self._series(b, point, line, key, db, number)
+                        if labels is not None:
+                            fresh[cache_key] = labels
+                    resolved.append((labels, value))
+            except LineError as exc:
+                error_count += 1
+                if len(errors) < MAX_PARSE_ERRORS:
+                    errors.append(
+                        {"line": number, "column": exc.column + offset, "reason": exc.reason, "text": line[:200]}
+                    )
+                continue
+            if error_count:
+                continue  # the request fails anyway: only look for more parse errors
+            for labels, value in resolved:
+                if labels is not None:
+                    add(labels, ts_ms, value, number)
+        if error_count:
+            first = errors[0]
+            more = f" (and {error_count - 1} more lines with errors)" if error_count > 1 else ""
+            raise BadDataError(
+                f"line {first['line']}, column {first['column']}: {first['reason']}{more}; nothing was written",
+                details=errors,
+            )
+        batch = b.finish()
+        if fresh and not extra_labels:
+            if len(self._known) + len(fresh) > self.cache_size:
+                self._known.clear()
+            if len(fresh) <= self.cache_size:
+                self._known.update(fresh)
+        return batch
+
+    @staticmethod
+    def _series(b: BatchBuilder, point: Point, line: str, field: str, db: str | None, number: int) -> Labels | None:
+        """Labels of one field of a line not seen before (validated; None if invalid)."""
+        tags = _tags(point, line)
+        key = (point.measurement, field, tuple(tags))
+        found = b.cache.get(key, MISSING)
+        if found is not MISSING:
+            return found  # type: ignore[return-value]
+        labels: dict[str, str] = {"db": db} if db else {}
+        for k, v in tags:
+            labels[sanitize_label_name(k)] = v
+        name = sanitize_metric_name(f"{point.measurement}_{field}")
+        made = b.cache[key] = b.make_series(name, labels, number)
+        return made
+
+
 def decode_lines(
     body: bytes,
     *,
@@ -310,71 +426,13 @@ def decode_lines(
     validator: Validator,
     now_ms: int,
     precision: str = "ns",
-    default_labels: Mapping[str, str] | None = None,
+    db: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
 ) -> WriteBatch:
-    """`default_labels` apply unless the line has a tag of that name (the v1 `db` argument);
-    `extra_labels` override tags."""
-    scale = PRECISIONS.get(precision)
-    if scale is None:
-        raise BadDataError(f"precision: unknown {precision!r}; one of ns, us, ms, s, m, h")
-    mul, div = scale
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
-        raise BadDataError(f"line {line}: not valid UTF-8") from None
-    b = BatchBuilder(tenant=tenant, validator=validator, where="line", extra_labels=extra_labels)
-    errors: list[dict[str, object]] = []
-    error_count = 0
-    names: dict[tuple[str, str], str] = {}
-    label_names: dict[str, str] = {}
-    for number, offset, line in _lines(text):
-        try:
-            point = parse_line(line)
-            values = [(key, field_value(raw, col)) for key, raw, col in point.fields]
-            if point.timestamp is None:
-                ts_ms = now_ms
-            else:
-                if not _TS_RE.fullmatch(point.timestamp):
-                    raise LineError(point.timestamp_column, f"invalid timestamp {point.timestamp!r}")
-                ts_ms = int(point.timestamp) * mul // div
-        except LineError as exc:
-            error_count += 1
-            if len(errors) < MAX_PARSE_ERRORS:
-                errors.append({"line": number, "column": exc.column + offset, "reason": exc.reason, "text": line[:200]})
-            continue
-        if error_count:
-            continue  # the request fails anyway: only look for more parse errors
-        tag_key = tuple(point.tags)
-        measurement = point.measurement
-        for field, value in values:
-            if value is None:
-                continue
-            key = (measurement, field, tag_key)
-            labels = b.cache.get(key, MISSING)
-            if labels is MISSING:
-                name = names.get((measurement, field))
-                if name is None:
-                    name = names[(measurement, field)] = sanitize_metric_name(f"{measurement}_{field}")
-                tags: dict[str, str] = dict(default_labels or {})
-                for k, v in point.tags:
-                    ln = label_names.get(k)
-                    if ln is None:
-                        ln = label_names[k] = sanitize_label_name(k)
-                    tags[ln] = v
-                labels = b.cache[key] = b.make_series(name, tags, number)
-            if labels is not None:
-                assert isinstance(labels, tuple)
-                b.add(labels, ts_ms, value, number)
-    if error_count:
-        first = errors[0]
-        more = f" (and {error_count - 1} more lines with errors)" if error_count > 1 else ""
-        raise BadDataError(
-            f"line {first['line']}, column {first['column']}: {first['reason']}{more}; nothing was written",
-            details=errors,
-        )
-    return b.finish()
+    """One-off decode (nothing remembered between calls)."""
+    return InfluxDecoder(validator).decode(
+        body, tenant=tenant, now_ms=now_ms, precision=precision, db=db, extra_labels=extra_labels
+    )
 
 
-__all__ = ["PRECISIONS", "LineError", "Point", "decode_lines", "field_value", "parse_line"]
+__all__ = ["PRECISIONS", "InfluxDecoder", "LineError", "Point", "decode_lines", "field_value", "parse_line"]

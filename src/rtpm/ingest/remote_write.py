@@ -66,35 +66,46 @@ class RemoteWriteDecoder:
         known = self._known if not extra_labels else {}
         fresh: dict[RawKey, Labels] = {}
         lo, hi = b.lo_ms, b.hi_ms
-        add = b.batch.add
+        batch = b.batch
+        series_list, index = batch.series, batch._index
+        refs, ts_col, value_col = batch.refs, batch.ts_ms, batch.values
+        ref_of: dict[RawKey, int] = {}  # raw labels -> the series' index in this batch
         for i, ts in enumerate(req.timeseries):
-            if len(ts.histograms):
-                b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
-                continue
             samples = ts.samples
             if not samples:
-                continue  # exemplars only
+                if len(ts.histograms):
+                    b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
+                continue  # otherwise exemplars only
             key = tuple(ts.labels)
-            labels = known.get(key)
-            if labels is None:
-                found = b.cache.get(key, MISSING)
-                if found is MISSING:
-                    found = b.cache[key] = self._series(b, key, i)
-                    if found is not None:
-                        fresh[key] = found
-                if found is None:
-                    continue
-                assert isinstance(found, tuple)
-                labels = found
+            ref = ref_of.get(key)
+            if ref is None:
+                labels = known.get(key)
+                if labels is None:
+                    found = b.cache.get(key, MISSING)
+                    if found is MISSING:
+                        found = b.cache[key] = self._series(b, key, i)
+                        if found is not None:
+                            fresh[key] = found
+                    if found is None:
+                        continue
+                    assert isinstance(found, tuple)
+                    labels = found
+                ref = index.get(labels)
+                if ref is None:
+                    ref = index[labels] = len(series_list)
+                    series_list.append(labels)
+                ref_of[key] = ref
             if len(samples) == 1:
                 s = samples[0]
                 t = s.timestamp
                 if lo <= t <= hi:
-                    add(labels, t, s.value)
+                    refs.append(ref)
+                    ts_col.append(t)
+                    value_col.append(s.value)
                 else:
-                    b.add(labels, t, s.value, i)
+                    b.add(series_list[ref], t, s.value, i)
             else:
-                b.extend(labels, [s.timestamp for s in samples], [s.value for s in samples], i)
+                b.extend(series_list[ref], [s.timestamp for s in samples], [s.value for s in samples], i)
         for j, md in enumerate(req.metadata):
             b.metadata(md.metric_family_name, _TYPES.get(md.type, MetricType.UNKNOWN), md.unit, md.help, j)
         batch = b.finish()

@@ -22,8 +22,9 @@ from rtpm.api.errors import status_for
 from rtpm.api.responses import OrjsonResponse
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError, OverloadedError, RtpmError, UnsupportedMediaType
-from rtpm.ingest import influx, otlp, prom_text
+from rtpm.ingest import otlp, prom_text
 from rtpm.ingest.compression import decompress
+from rtpm.ingest.influx import InfluxDecoder
 from rtpm.ingest.remote_write import RemoteWriteDecoder
 
 router = APIRouter(tags=["ingest"])
@@ -76,13 +77,17 @@ def _now_ms(services: Services) -> int:
 # ---- Prometheus remote write 1.0 -------------------------------------------------------------
 
 
-def _remote_write_decoder(request: Request, services: Services) -> RemoteWriteDecoder:
-    """One decoder per app: it remembers validated series between requests."""
+D = TypeVar("D", RemoteWriteDecoder, InfluxDecoder)
+
+
+def _decoder(request: Request, services: Services, cls: type[D]) -> D:
+    """One decoder of each kind per app: it remembers validated series between requests."""
     state = request.app.state
-    decoder: RemoteWriteDecoder | None = getattr(state, "remote_write_decoder", None)
+    attr = f"ingest_{cls.__name__}"
+    decoder: D | None = getattr(state, attr, None)
     if decoder is None or decoder.validator is not services.validator:
-        decoder = RemoteWriteDecoder(services.validator)
-        state.remote_write_decoder = decoder
+        decoder = cls(services.validator)
+        setattr(state, attr, decoder)
     return decoder
 
 
@@ -104,7 +109,7 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
     if encoding != "snappy":
         raise UnsupportedMediaType(f"remote write needs Content-Encoding snappy, got {encoding!r}")
     extra = _extra_labels(request)
-    decoder = _remote_write_decoder(request, services)
+    decoder = _decoder(request, services, RemoteWriteDecoder)
     batch = await _decoded(
         request, services, "snappy", lambda data: decoder.decode(data, tenant=tenant, extra_labels=extra)
     )
@@ -119,19 +124,12 @@ async def _influx(request: Request, services: Services, tenant: str, precision: 
     extra = _extra_labels(request)
     encoding = request.headers.get("content-encoding")
     now_ms = _now_ms(services)
+    decoder = _decoder(request, services, InfluxDecoder)
     batch = await _decoded(
         request,
         services,
         encoding,
-        lambda data: influx.decode_lines(
-            data,
-            tenant=tenant,
-            validator=services.validator,
-            now_ms=now_ms,
-            precision=precision,
-            default_labels={"db": db} if db else None,
-            extra_labels=extra,
-        ),
+        lambda data: decoder.decode(data, tenant=tenant, now_ms=now_ms, precision=precision, db=db, extra_labels=extra),
     )
     await services.buffer.submit(batch)
     return Response(status_code=204)
