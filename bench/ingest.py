@@ -11,8 +11,10 @@ that stream in order, so a batch of 5,000 covers half the series at one instant.
     RTPM_DATABASE_URL=postgresql://root@127.0.0.1/test rtpm serve &
     python bench/ingest.py --samples 2000000 --batch 5000 --clients 4
 
-`--seconds` bounds the run by time instead of count. `--format` picks the wire format
-(`json` is the seed's /api/v1/metrics/batch; other formats are added by the ingest protocols).
+`--seconds` bounds the run by time instead of count. `--format` picks the wire format: `json` (the
+seed's /api/v1/metrics/batch), `remote-write` (Prometheus remote write 1.0, snappy protobuf, to
+/api/v1/write), `influx` (line protocol, ns timestamps, to /write; metric names become
+`bench_{name}`) or `otlp` (OTLP/HTTP protobuf gauges, to /v1/metrics).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 
+import cramjam
 import httpx
 import orjson
+
+from rtpm.ingest.proto import ExportMetricsServiceRequest, WriteRequest
 
 METRICS = ["http_requests_total", "cpu_usage_percent", "memory_used_bytes", "disk_io_seconds_total"]
 
@@ -60,8 +65,55 @@ def encode_json(chunk: list[tuple[str, dict[str, str], float, float]]) -> tuple[
     return body, {"content-type": "application/json"}, "/api/v1/metrics/batch"
 
 
+def encode_remote_write(chunk: list[tuple[str, dict[str, str], float, float]]) -> tuple[bytes, dict[str, str], str]:
+    by_series: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+    for n, lb, t, v in chunk:
+        key = tuple(sorted({**lb, "__name__": n}.items()))
+        by_series.setdefault(key, []).append((int(t * 1000), v))
+    w = WriteRequest()
+    for key, samples in by_series.items():
+        ts = w.timeseries.add()
+        for k, val in key:
+            ts.labels.add(name=k, value=val)
+        for t_ms, v in samples:
+            ts.samples.add(timestamp=t_ms, value=v)
+    headers = {
+        "content-type": "application/x-protobuf",
+        "content-encoding": "snappy",
+        "x-prometheus-remote-write-version": "0.1.0",
+    }
+    return bytes(cramjam.snappy.compress_raw(w.SerializeToString())), headers, "/api/v1/write"
+
+
+def encode_influx(chunk: list[tuple[str, dict[str, str], float, float]]) -> tuple[bytes, dict[str, str], str]:
+    lines = []
+    for n, lb, t, v in chunk:
+        tags = ",".join(f"{k}={val}" for k, val in sorted(lb.items()))
+        lines.append(f"bench,{tags} {n}={v} {int(t * 1000) * 1_000_000}")
+    return ("\n".join(lines) + "\n").encode(), {"content-type": "text/plain; charset=utf-8"}, "/write"
+
+
+def encode_otlp(chunk: list[tuple[str, dict[str, str], float, float]]) -> tuple[bytes, dict[str, str], str]:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.add(key="service.name").value.string_value = "bench"
+    sm = rm.scope_metrics.add()
+    metrics = {}
+    for n, lb, t, v in chunk:
+        m = metrics.get(n)
+        if m is None:
+            m = metrics[n] = sm.metrics.add(name=n)
+        dp = m.gauge.data_points.add(time_unix_nano=int(t * 1000) * 1_000_000, as_double=v)
+        for k, val in lb.items():
+            dp.attributes.add(key=k).value.string_value = val
+    return req.SerializeToString(), {"content-type": "application/x-protobuf"}, "/v1/metrics"
+
+
 ENCODERS: dict[str, Callable[[list[tuple[str, dict[str, str], float, float]]], tuple[bytes, dict[str, str], str]]] = {
     "json": encode_json,
+    "remote-write": encode_remote_write,
+    "influx": encode_influx,
+    "otlp": encode_otlp,
 }
 
 

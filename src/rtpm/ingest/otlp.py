@@ -24,6 +24,7 @@ request with BadDataError, as in every other protocol.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from rtpm.errors import BadDataError
 from rtpm.ingest.batching import MISSING, BatchBuilder
 from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse
 from rtpm.ingest.validate import Validator
+from rtpm.model.labels import Labels
 from rtpm.model.samples import STALE_NAN, MetricType, WriteBatch
 
 DELTA, CUMULATIVE = 1, 2
@@ -112,6 +114,7 @@ def metric_name(name: str, unit: str, kind: MetricType) -> str:
     return "_" + out if out[0].isdigit() else out
 
 
+@functools.lru_cache(maxsize=8192)
 def label_name(key: str) -> str:
     out = _BAD_LABEL.sub("_", key)
     if not out:
@@ -134,6 +137,8 @@ def format_float(v: float) -> str:
 
 
 def _any_value(v: Any) -> str:
+    if v.HasField("string_value"):
+        return str(v.string_value)
     kind = v.WhichOneof("value")
     if kind == "string_value":
         return str(v.string_value)
@@ -218,9 +223,14 @@ def encode_response(result: OtlpResult | None, *, json: bool) -> bytes:
     return bytes(resp.SerializeToString())
 
 
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class _Decoder:
-    def __init__(self, b: BatchBuilder, now_ms: int) -> None:
+    def __init__(self, b: BatchBuilder, now_ms: int, known: dict[SeriesKey, Labels]) -> None:
         self.b = b
+        self.known = known
+        self.fresh: dict[SeriesKey, Labels] = {}
         self.now_ms = now_ms
         self.result = OtlpResult(b.batch)
         self.point = 0
@@ -236,12 +246,18 @@ class _Decoder:
     def emit(self, name: str, labels: Mapping[str, str], ts_ms: int, value: float) -> None:
         b = self.b
         key = (name, tuple(labels.items()))
-        series = b.cache.get(key, MISSING)
-        if series is MISSING:
-            series = b.cache[key] = b.make_series(name, labels, self.point)
-        if series is not None:
-            assert isinstance(series, tuple)
-            b.add(series, ts_ms, value, self.point)
+        series = self.known.get(key)
+        if series is None:
+            found = b.cache.get(key, MISSING)
+            if found is MISSING:
+                found = b.cache[key] = b.make_series(name, labels, self.point)
+                if found is not None:
+                    self.fresh[key] = found
+            if found is None:
+                return
+            assert isinstance(found, tuple)
+            series = found
+        b.add(series, ts_ms, value, self.point)
 
     def resource(self, rm: Any) -> None:
         res = attributes(rm.resource.attributes)
@@ -359,6 +375,31 @@ def _metadata_unit(unit: str) -> str:
     return f"{main}_per_{per}" if main and per else main
 
 
+class OtlpDecoder:
+    """Decodes OTLP requests; remembers (up to `cache_size`) the validated Labels of series seen."""
+
+    def __init__(self, validator: Validator, *, cache_size: int = 100_000) -> None:
+        self.validator = validator
+        self.cache_size = cache_size
+        self._known: dict[SeriesKey, Labels] = {}
+
+    def decode(
+        self, data: bytes, *, json: bool, tenant: str, now_ms: int, extra_labels: Mapping[str, str] | None = None
+    ) -> OtlpResult:
+        req = parse_request(data, json=json)
+        b = BatchBuilder(tenant=tenant, validator=self.validator, where="data point", extra_labels=extra_labels)
+        d = _Decoder(b, now_ms, self._known if not extra_labels else {})
+        for rm in req.resource_metrics:
+            d.resource(rm)
+        d.result.batch = b.finish()
+        if d.fresh and not extra_labels:
+            if len(self._known) + len(d.fresh) > self.cache_size:
+                self._known.clear()
+            if len(d.fresh) <= self.cache_size:
+                self._known.update(d.fresh)
+        return d.result
+
+
 def decode_otlp(
     data: bytes,
     *,
@@ -368,10 +409,5 @@ def decode_otlp(
     now_ms: int,
     extra_labels: Mapping[str, str] | None = None,
 ) -> OtlpResult:
-    req = parse_request(data, json=json)
-    b = BatchBuilder(tenant=tenant, validator=validator, where="data point", extra_labels=extra_labels)
-    d = _Decoder(b, now_ms)
-    for rm in req.resource_metrics:
-        d.resource(rm)
-    d.result.batch = b.finish()
-    return d.result
+    """One-off decode (nothing remembered between calls)."""
+    return OtlpDecoder(validator).decode(data, json=json, tenant=tenant, now_ms=now_ms, extra_labels=extra_labels)

@@ -25,6 +25,7 @@ from rtpm.errors import BadDataError, OverloadedError, RtpmError, UnsupportedMed
 from rtpm.ingest import otlp, prom_text
 from rtpm.ingest.compression import decompress
 from rtpm.ingest.influx import InfluxDecoder
+from rtpm.ingest.otlp import OtlpDecoder
 from rtpm.ingest.remote_write import RemoteWriteDecoder
 
 router = APIRouter(tags=["ingest"])
@@ -77,7 +78,7 @@ def _now_ms(services: Services) -> int:
 # ---- Prometheus remote write 1.0 -------------------------------------------------------------
 
 
-D = TypeVar("D", RemoteWriteDecoder, InfluxDecoder)
+D = TypeVar("D", RemoteWriteDecoder, InfluxDecoder, OtlpDecoder)
 
 
 def _decoder(request: Request, services: Services, cls: type[D]) -> D:
@@ -212,13 +213,12 @@ async def _otlp(request: Request, services: Services, tenant: str) -> Response:
     try:
         extra = _extra_labels(request)
         now_ms = _now_ms(services)
+        decoder = _decoder(request, services, OtlpDecoder)
         result = await _decoded(
             request,
             services,
             request.headers.get("content-encoding"),
-            lambda data: otlp.decode_otlp(
-                data, json=json, tenant=tenant, validator=services.validator, now_ms=now_ms, extra_labels=extra
-            ),
+            lambda data: decoder.decode(data, json=json, tenant=tenant, now_ms=now_ms, extra_labels=extra),
         )
         await services.buffer.submit(result.batch)
     except RtpmError as exc:
