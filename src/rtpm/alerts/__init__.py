@@ -1,0 +1,1 @@
+"""Alerting: rules, evaluation (the state machine), templating."""
