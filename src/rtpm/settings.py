@@ -41,6 +41,26 @@ class QuerySettings(BaseModel):
     subquery_step_seconds: float = Field(60.0, gt=0, description="Step of subqueries that give none")
 
 
+class MaintenanceSettings(BaseModel):
+    """Background jobs: compaction into compressed chunks, rollups, retention."""
+
+    chunk_window_seconds: int = Field(7200, ge=60, description="Time window of one compressed chunk")
+    compaction_age_seconds: float = Field(7200, ge=0, description="Raw samples older than this are compacted")
+    late_grace_seconds: float = Field(300, ge=0, description="Samples older than this when written are 'late'")
+    safety_seconds: float = Field(60, ge=0, description="Margin for commits in flight and clock skew")
+    compaction_interval_seconds: float = Field(300, gt=0)
+    rollup_interval_seconds: float = Field(60, gt=0)
+    retention_interval_seconds: float = Field(3600, gt=0)
+    lease_seconds: float = Field(30, gt=0, description="Leader lease of the embedded job runner")
+    retention_raw_days: float = Field(15, gt=0, description="Raw samples and chunks")
+    retention_1m_days: float = Field(30, gt=0)
+    retention_5m_days: float = Field(90, gt=0)
+    retention_1h_days: float = Field(365, gt=0)
+    retention_1d_days: float = Field(5 * 365, gt=0)
+    celery_broker_url: str | None = Field(None, description="Celery broker; default: redis_url")
+    task_time_limit_seconds: float = Field(600, gt=0)
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -62,6 +82,10 @@ class Settings(BaseSettings):
     default_tenant: str = "default"
     latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
     log_level: str = "info"
+    jobs: Literal["embedded", "celery", "off"] = Field(
+        "embedded", description="Who runs background jobs: asyncio tasks in `rtpm serve`, Celery, or nobody"
+    )
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
     query: QuerySettings = QuerySettings()

@@ -142,3 +142,17 @@ def merged_metadata(batches: Sequence[WriteBatch]) -> dict[tuple[str, str], Metr
         for md in b.metadata:
             out[(b.tenant, md.name)] = md
     return out
+
+
+def late_marks(flat: FlatSamples, late_before_ms: int, window_ms: int) -> list[tuple[str, int, int]]:
+    """(kind, series_id, bucket) marks for samples older than `late_before_ms`: their rollup hour and
+    their chunk window must be computed again by the background jobs."""
+    late = flat.ts_ms < late_before_ms
+    if not late.any():
+        return []
+    sids, ts = flat.series_ids[late], flat.ts_ms[late]
+    out: list[tuple[str, int, int]] = []
+    for kind, width in (("rollup", 3_600_000), ("compact", window_ms)):
+        keys = np.unique(np.stack([sids, ts - ts % width]), axis=1)
+        out.extend((kind, int(a), int(b)) for a, b in keys.T.tolist())
+    return out

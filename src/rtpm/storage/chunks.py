@@ -61,7 +61,9 @@ def merge(older: tuple[I64, F64], newer: tuple[I64, F64]) -> tuple[I64, F64]:
     return ts[order], values[order]
 
 
-def assemble(chunks: list[tuple[bytes, bytes]], raw: tuple[I64, F64] | None, start_ms: int, end_ms: int) -> tuple[I64, F64]:
+def assemble(
+    chunks: list[tuple[bytes, bytes]], raw: tuple[I64, F64] | None, start_ms: int, end_ms: int
+) -> tuple[I64, F64]:
     """One series' samples in [start_ms, end_ms] from its chunks (any order, disjoint windows) and
     its raw rows (sorted); raw rows are newer than chunks and win on equal timestamps."""
     parts_ts, parts_vals = [], []

@@ -36,8 +36,11 @@ from rtpm.storage._series import (
     encode_labels,
     filter_series,
     flatten,
+    late_marks,
     merged_metadata,
 )
+from rtpm.storage.postgres_alerts import PostgresAlertStore
+from rtpm.storage.postgres_maintenance import PostgresMaintenance
 
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"
@@ -70,8 +73,14 @@ class PostgresStorage:
         pool_size: int = 8,
         partition_days_ahead: int = 2,
         connect_timeout_seconds: float = 10.0,
+        late_grace_ms: int = 300_000,
+        chunk_window_ms: int = 7_200_000,
     ) -> None:
         self._dsn = dsn
+        self._late_grace_ms = late_grace_ms
+        self._chunk_window_ms = chunk_window_ms
+        self.maintenance = PostgresMaintenance(self)
+        self.alerts = PostgresAlertStore(self)
         self._schema = schema
         self._pool_size = pool_size
         self._days_ahead = partition_days_ahead
@@ -185,6 +194,9 @@ class PostgresStorage:
                     )
         self._partitions.update(missing)
 
+    def _forget_partition(self, name: str) -> None:
+        self._partitions = {d for d in self._partitions if partition_name(d) != name}
+
     async def partitions(self) -> list[str]:
         async with self._conn() as conn:
             rows = await conn.fetch(
@@ -211,6 +223,13 @@ class PostgresStorage:
         async with self._conn() as conn, conn.transaction():
             if len(flat):
                 await self._insert_samples(conn, flat)
+                late = late_marks(flat, now_ms - self._late_grace_ms, self._chunk_window_ms)
+                if late:
+                    await conn.executemany(
+                        "INSERT INTO late_writes (kind, series_id, bucket) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = late_writes.seq + 1",
+                        late,
+                    )
             if meta:
                 await conn.executemany(
                     "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "

@@ -35,9 +35,12 @@ from rtpm.storage._series import (
     encode_labels,
     filter_series,
     flatten,
+    late_marks,
     merged_metadata,
 )
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.sqlite_alerts import SqliteAlertStore
+from rtpm.storage.sqlite_maintenance import SqliteMaintenance
 
 T = TypeVar("T")
 
@@ -53,9 +56,21 @@ def _from_bits(bits: int) -> float:
 class SqliteStorage:
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", read_threads: int = 2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        read_threads: int = 2,
+        late_grace_ms: int = 300_000,
+        chunk_window_ms: int = 7_200_000,
+    ) -> None:
         self._path = path
         self._synchronous = synchronous
+        self._late_grace_ms = late_grace_ms
+        self._chunk_window_ms = chunk_window_ms
+        self.maintenance = SqliteMaintenance(self)
+        self.alerts = SqliteAlertStore(self)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
         self._local = threading.local()
@@ -69,6 +84,8 @@ class SqliteStorage:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
+        # Only takes effect on a new, empty database: lets retention give freed pages back to the OS.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -183,6 +200,13 @@ class SqliteStorage:
                         "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
                         "nan_bits = excluded.nan_bits",
                         rows,
+                    )
+                late = late_marks(flat, now_ms - self._late_grace_ms, self._chunk_window_ms)
+                if late:
+                    conn.executemany(
+                        "INSERT INTO late_writes (kind, series_id, bucket) VALUES (?, ?, ?) "
+                        "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = seq + 1",
+                        late,
                     )
                 meta = merged_metadata(batches)
                 if meta:

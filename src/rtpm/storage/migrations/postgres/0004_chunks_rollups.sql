@@ -39,8 +39,16 @@ INSERT INTO maintenance_state (name, value) VALUES ('created_ms', (extract(epoch
 -- Samples written late (older than the grace period when written): their windows and buckets must
 -- be compacted or rolled up again. kind is 'rollup' (bucket = hour start) or 'compact' (window start).
 CREATE TABLE late_writes (
-    kind      TEXT   NOT NULL,
-    series_id BIGINT NOT NULL,
-    bucket    BIGINT NOT NULL,
+    kind      TEXT    NOT NULL,
+    series_id BIGINT  NOT NULL,
+    bucket    BIGINT  NOT NULL,
+    seq       INTEGER NOT NULL DEFAULT 0,  -- bumped by every late write; a job clears a mark only if unchanged
     PRIMARY KEY (kind, series_id, bucket)
+);
+
+-- Leases for leader election among processes sharing the database (background jobs).
+CREATE TABLE leases (
+    name       TEXT   PRIMARY KEY,
+    holder     TEXT   NOT NULL,
+    expires_ms BIGINT NOT NULL
 );

@@ -41,5 +41,13 @@ CREATE TABLE late_writes (
     kind      TEXT    NOT NULL,
     series_id INTEGER NOT NULL,
     bucket    INTEGER NOT NULL,
+    seq       INTEGER NOT NULL DEFAULT 0,  -- bumped by every late write; a job clears a mark only if unchanged
     PRIMARY KEY (kind, series_id, bucket)
+) WITHOUT ROWID;
+
+-- Leases for leader election among processes sharing the database (background jobs).
+CREATE TABLE leases (
+    name       TEXT    PRIMARY KEY,
+    holder     TEXT    NOT NULL,
+    expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;

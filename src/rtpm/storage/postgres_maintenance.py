@@ -1,0 +1,263 @@
+"""PostgresMaintenance: the background jobs' primitives on PostgreSQL (see storage/maintenance.py).
+
+Compaction moves rows with `DELETE ... RETURNING` inside one transaction per group of series, so
+the rows compacted are exactly the rows deleted, even while new samples arrive. Retention drops
+whole daily partitions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rtpm.model.labels import Labels, Matcher
+from rtpm.model.rollups import RollupRows
+from rtpm.storage import chunks
+from rtpm.storage.chunks import F64, I64
+from rtpm.storage.maintenance import TsdbStatus
+
+if TYPE_CHECKING:
+    from rtpm.storage.postgres import PostgresStorage
+
+_SERIES_PER_TX = 500
+_ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
+_PARTITIONS = (
+    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+    "WHERE p.relname = 'samples' AND n.nspname = current_schema()"
+)
+
+
+class PostgresMaintenance:
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._s = storage
+
+    async def _all_series_ids(self) -> list[int]:
+        async with self._s._conn() as conn:
+            return [r[0] for r in await conn.fetch("SELECT id FROM series ORDER BY id")]
+
+    async def get_watermark(self, name: str) -> int | None:
+        async with self._s._conn() as conn:
+            value = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", name)
+        return None if value is None else int(value)
+
+    async def set_watermark(self, name: str, value: int) -> None:
+        async with self._s._conn() as conn:
+            await conn.execute(
+                "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) "
+                "DO UPDATE SET value = GREATEST(maintenance_state.value, EXCLUDED.value)",
+                name,
+                value,
+            )
+
+    async def try_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+        async with self._s._conn() as conn:
+            got = await conn.fetchval(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
+                "SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms "
+                "WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms < $4 RETURNING holder",
+                name,
+                holder,
+                now_ms + ttl_ms,
+                now_ms,
+            )
+        return got == holder
+
+    async def late_writes(self, kind: str, limit: int) -> list[tuple[int, int, int]]:
+        async with self._s._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT series_id, bucket, seq FROM late_writes WHERE kind = $1 ORDER BY bucket, series_id LIMIT $2",
+                kind,
+                limit,
+            )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def clear_late_writes(self, kind: str, marks: list[tuple[int, int, int]]) -> None:
+        if not marks:
+            return
+        async with self._s._conn() as conn:
+            await conn.execute(
+                "DELETE FROM late_writes l USING unnest($2::bigint[], $3::bigint[], $4::int[]) AS u(s, b, q) "
+                "WHERE l.kind = $1 AND l.series_id = u.s AND l.bucket = u.b AND l.seq = u.q",
+                kind,
+                [m[0] for m in marks],
+                [m[1] for m in marks],
+                [m[2] for m in marks],
+            )
+
+    async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
+        ids = series_ids if series_ids is not None else await self._all_series_ids()
+        written = moved = 0
+        for i in range(0, len(ids), _SERIES_PER_TX):
+            group = ids[i : i + _SERIES_PER_TX]
+            async with self._s._conn() as conn, conn.transaction():
+                raw_rows = await conn.fetch(
+                    "WITH d AS (DELETE FROM samples WHERE series_id = ANY($1::bigint[]) AND ts >= $2 AND ts < $3 "
+                    "RETURNING series_id, ts, value) "
+                    "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM d GROUP BY series_id",
+                    group,
+                    start_ms,
+                    end_ms,
+                )
+                if not raw_rows:
+                    continue
+                old_rows = await conn.fetch(
+                    "SELECT series_id, ts_data, value_data FROM chunks WHERE series_id = ANY($1::bigint[]) "
+                    "AND window_start = $2",
+                    [r[0] for r in raw_rows],
+                    start_ms,
+                )
+                old = {r[0]: [(r[1], r[2])] for r in old_rows}
+                records = []
+                for sid, ts_list, val_list in raw_rows:
+                    raw = (np.array(ts_list, dtype=np.int64), np.array(val_list, dtype=np.float64))
+                    ts, values = chunks.assemble(old.get(sid, []), raw, start_ms, end_ms - 1)
+                    enc = chunks.encode(ts, values)
+                    records.append((sid, start_ms, enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data))
+                    moved += len(ts_list)
+                await conn.executemany(
+                    "INSERT INTO chunks VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series_id, window_start) "
+                    "DO UPDATE SET min_ts = EXCLUDED.min_ts, max_ts = EXCLUDED.max_ts, count = EXCLUDED.count, "
+                    "ts_data = EXCLUDED.ts_data, value_data = EXCLUDED.value_data",
+                    records,
+                )
+                written += len(records)
+        return written, moved
+
+    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]:
+        async with self._s._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT s.id FROM series s WHERE EXISTS "
+                "(SELECT 1 FROM samples WHERE series_id = s.id AND ts >= $1 AND ts < $2) ORDER BY s.id",
+                start_ms,
+                end_ms,
+            )
+        return [r[0] for r in rows]
+
+    async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
+        async with self._s._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT s.id FROM series s WHERE EXISTS (SELECT 1 FROM rollups WHERE resolution_ms = $1 "
+                "AND series_id = s.id AND bucket >= $2 AND bucket < $3) ORDER BY s.id",
+                resolution_ms,
+                start_ms,
+                end_ms,
+            )
+        return [r[0] for r in rows]
+
+    async def load_ids(self, ids: list[int], start_ms: int, end_ms: int) -> dict[int, tuple[I64, F64]]:
+        return await self._s.querier("", start_ms, end_ms)._load(ids)
+
+    async def replace_rollups(self, resolution_ms: int, start_ms: int, end_ms: int, rows: dict[int, RollupRows]) -> int:
+        items = list(rows.items())
+        total = 0
+        for i in range(0, len(items), _SERIES_PER_TX):
+            group = items[i : i + _SERIES_PER_TX]
+            records = [(resolution_ms, sid, *row) for sid, rr in group for row in rr.rows()]
+            async with self._s._conn() as conn, conn.transaction():
+                await conn.execute(
+                    "DELETE FROM rollups WHERE resolution_ms = $1 AND series_id = ANY($2::bigint[]) "
+                    "AND bucket >= $3 AND bucket < $4",
+                    resolution_ms,
+                    [sid for sid, _ in group],
+                    start_ms,
+                    end_ms,
+                )
+                await conn.copy_records_to_table(
+                    "rollups", records=records, columns=["resolution_ms", "series_id", *_ROLLUP_COLUMNS.split(", ")]
+                )
+            total += len(records)
+        return total
+
+    async def load_rollups(
+        self, resolution_ms: int, ids: list[int], start_ms: int, end_ms: int
+    ) -> dict[int, RollupRows]:
+        async with self._s._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT series_id, {_ROLLUP_COLUMNS} FROM rollups WHERE resolution_ms = $1 "
+                "AND series_id = ANY($2::bigint[]) AND bucket >= $3 AND bucket < $4 ORDER BY series_id, bucket",
+                resolution_ms,
+                ids,
+                start_ms,
+                end_ms,
+            )
+        grouped: dict[int, list[tuple[object, ...]]] = {}
+        for r in rows:
+            grouped.setdefault(r[0], []).append(tuple(r[1:]))
+        return {sid: RollupRows.from_rows(g) for sid, g in grouped.items()}
+
+    async def find_series(self, tenant: str, matchers: list[Matcher]) -> list[tuple[int, Labels]]:
+        async with self._s._conn() as conn:
+            return await self._s._matching_series(conn, tenant, matchers)
+
+    async def delete_raw_before(self, ts_ms: int) -> int:
+        dropped = 0
+        async with self._s._conn() as conn:
+            for name, bound in await conn.fetch(_PARTITIONS):
+                upper = int(bound.rsplit("TO (", 1)[1].split(")", 1)[0].strip("'"))
+                if upper <= ts_ms:
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
+                    self._s._forget_partition(name)
+                    dropped += 1
+            await conn.execute("DELETE FROM chunks WHERE max_ts < $1", ts_ms)
+        return dropped
+
+    async def delete_rollups_before(self, resolution_ms: int, ts_ms: int) -> int:
+        async with self._s._conn() as conn:
+            result = await conn.execute(
+                "DELETE FROM rollups WHERE resolution_ms = $1 AND bucket < $2", resolution_ms, ts_ms
+            )
+        return int(result.split()[-1])
+
+    async def reclaim_space(self) -> None:
+        async with self._s._conn() as conn:
+            for table in ("chunks", "rollups", "late_writes"):
+                await conn.execute(f"VACUUM {table}")
+
+    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
+        async with self._s._conn() as conn:
+            if tenant is None:
+                series = await conn.fetchval("SELECT COUNT(*) FROM series")
+                top_rows = await conn.fetch(
+                    "SELECT name, COUNT(*) FROM series GROUP BY name ORDER BY 2 DESC, 1 LIMIT $1", top
+                )
+                raw = await conn.fetchval("SELECT COUNT(*) FROM samples")
+                chunk_samples, chunk_count = await conn.fetchrow("SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks")
+                rollup_rows = await conn.fetch("SELECT resolution_ms, COUNT(*) FROM rollups GROUP BY 1")
+            else:
+                series = await conn.fetchval("SELECT COUNT(*) FROM series WHERE tenant = $1", tenant)
+                top_rows = await conn.fetch(
+                    "SELECT name, COUNT(*) FROM series WHERE tenant = $1 GROUP BY name ORDER BY 2 DESC, 1 LIMIT $2",
+                    tenant,
+                    top,
+                )
+                ids = "(SELECT id FROM series WHERE tenant = $1)"
+                raw = await conn.fetchval(f"SELECT COUNT(*) FROM samples WHERE series_id IN {ids}", tenant)
+                chunk_samples, chunk_count = await conn.fetchrow(
+                    f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE series_id IN {ids}", tenant
+                )
+                rollup_rows = await conn.fetch(
+                    f"SELECT resolution_ms, COUNT(*) FROM rollups WHERE series_id IN {ids} GROUP BY 1", tenant
+                )
+            sizes = {}
+            for table in ("series", "chunks", "rollups", "metric_metadata", "late_writes"):
+                sizes[table] = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+            samples_size = 0
+            for name, _ in await conn.fetch(_PARTITIONS):
+                samples_size += await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
+            sizes["samples"] = samples_size
+        return TsdbStatus(
+            int(series),
+            int(raw),
+            int(chunk_samples),
+            int(chunk_count),
+            {str(r[0]): int(r[1]) for r in rollup_rows},
+            {k: int(v) for k, v in sizes.items()},
+            [(r[0], int(r[1])) for r in top_rows],
+        )
+
+
+if TYPE_CHECKING:
+    from rtpm.storage.maintenance import MaintenanceStore
+
+    _m: type[MaintenanceStore] = PostgresMaintenance

@@ -1,0 +1,281 @@
+"""SqliteMaintenance: the background jobs' primitives on SQLite (see storage/maintenance.py).
+
+Work is cut into short transactions of at most `_SERIES_PER_TX` series, so compaction and
+retention never hold SQLite's single write lock long enough to stall ingestion."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rtpm.model.labels import Labels, Matcher
+from rtpm.model.rollups import RollupRows
+from rtpm.storage import chunks
+from rtpm.storage.chunks import F64, I64
+from rtpm.storage.maintenance import TsdbStatus
+
+if TYPE_CHECKING:
+    from rtpm.storage.sqlite import SqliteStorage
+
+_SERIES_PER_TX = 200
+_ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
+
+
+def _tx(conn: sqlite3.Connection) -> _Transaction:
+    return _Transaction(conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _all_series_ids(conn: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM series ORDER BY id")]
+
+
+class SqliteMaintenance:
+    def __init__(self, storage: SqliteStorage) -> None:
+        self._s = storage
+
+    async def get_watermark(self, name: str) -> int | None:
+        row = await self._s._read(
+            lambda c: c.execute("SELECT value FROM maintenance_state WHERE name = ?", (name,)).fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    async def set_watermark(self, name: str, value: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with _tx(conn):
+                conn.execute(
+                    "INSERT INTO maintenance_state (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                    (name, value),
+                )
+
+        await self._s._write(run)
+
+    async def try_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            with _tx(conn):
+                conn.execute(
+                    "INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                    "SET holder = excluded.holder, expires_ms = excluded.expires_ms "
+                    "WHERE leases.holder = excluded.holder OR leases.expires_ms < ?",
+                    (name, holder, now_ms + ttl_ms, now_ms),
+                )
+                row = conn.execute("SELECT holder FROM leases WHERE name = ?", (name,)).fetchone()
+            return bool(row and row[0] == holder)
+
+        return await self._s._write(run)
+
+    async def late_writes(self, kind: str, limit: int) -> list[tuple[int, int, int]]:
+        rows = await self._s._read(
+            lambda c: c.execute(
+                "SELECT series_id, bucket, seq FROM late_writes WHERE kind = ? ORDER BY bucket, series_id LIMIT ?",
+                (kind, limit),
+            ).fetchall()
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def clear_late_writes(self, kind: str, marks: list[tuple[int, int, int]]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with _tx(conn):
+                conn.executemany(
+                    "DELETE FROM late_writes WHERE kind = ? AND series_id = ? AND bucket = ? AND seq = ?",
+                    [(kind, sid, b, seq) for sid, b, seq in marks],
+                )
+
+        await self._s._write(run)
+
+    async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
+        ids = series_ids if series_ids is not None else await self._s._read(_all_series_ids)
+        written = moved = 0
+        for i in range(0, len(ids), _SERIES_PER_TX):
+            group = ids[i : i + _SERIES_PER_TX]
+            w, m = await self._s._write(lambda conn, g=group: self._compact_group(conn, g, start_ms, end_ms))
+            written += w
+            moved += m
+        return written, moved
+
+    @staticmethod
+    def _compact_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
+        from rtpm.storage.sqlite import _sample_value
+
+        written = moved = 0
+        with _tx(conn):
+            for sid in ids:
+                rows = conn.execute(
+                    "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                    (sid, start_ms, end_ms),
+                ).fetchall()
+                if not rows:
+                    continue
+                raw = (
+                    np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                    np.fromiter((_sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows)),
+                )
+                old = conn.execute(
+                    "SELECT ts_data, value_data FROM chunks WHERE series_id = ? AND window_start = ?", (sid, start_ms)
+                ).fetchall()
+                ts, values = chunks.assemble(old, raw, start_ms, end_ms - 1)
+                enc = chunks.encode(ts, values)
+                conn.execute(
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_id, window_start) DO UPDATE "
+                    "SET min_ts = excluded.min_ts, max_ts = excluded.max_ts, count = excluded.count, "
+                    "ts_data = excluded.ts_data, value_data = excluded.value_data",
+                    (sid, start_ms, enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data),
+                )
+                conn.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, start_ms, end_ms))
+                written += 1
+                moved += len(rows)
+        return written, moved
+
+    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]:
+        def run(conn: sqlite3.Connection) -> list[int]:
+            return [
+                sid
+                for sid in _all_series_ids(conn)
+                if conn.execute(
+                    "SELECT 1 FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, start_ms, end_ms)
+                ).fetchone()
+            ]
+
+        return await self._s._read(run)
+
+    async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
+        def run(conn: sqlite3.Connection) -> list[int]:
+            return [
+                sid
+                for sid in _all_series_ids(conn)
+                if conn.execute(
+                    "SELECT 1 FROM rollups WHERE resolution_ms = ? AND series_id = ? AND bucket >= ? AND bucket < ? "
+                    "LIMIT 1",
+                    (resolution_ms, sid, start_ms, end_ms),
+                ).fetchone()
+            ]
+
+        return await self._s._read(run)
+
+    async def load_ids(self, ids: list[int], start_ms: int, end_ms: int) -> dict[int, tuple[I64, F64]]:
+        return await self._s.querier("", start_ms, end_ms)._load(ids)
+
+    async def replace_rollups(self, resolution_ms: int, start_ms: int, end_ms: int, rows: dict[int, RollupRows]) -> int:
+        items = list(rows.items())
+        total = 0
+        for i in range(0, len(items), _SERIES_PER_TX):
+            group = items[i : i + _SERIES_PER_TX]
+
+            def run(conn: sqlite3.Connection, group: list[tuple[int, RollupRows]] = group) -> int:
+                n = 0
+                with _tx(conn):
+                    for sid, rr in group:
+                        conn.execute(
+                            "DELETE FROM rollups WHERE resolution_ms = ? AND series_id = ? AND bucket >= ? AND bucket < ?",
+                            (resolution_ms, sid, start_ms, end_ms),
+                        )
+                        conn.executemany(
+                            f"INSERT INTO rollups (resolution_ms, series_id, {_ROLLUP_COLUMNS}) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(resolution_ms, sid, *row) for row in rr.rows()],
+                        )
+                        n += len(rr)
+                return n
+
+            total += await self._s._write(run)
+        return total
+
+    async def load_rollups(
+        self, resolution_ms: int, ids: list[int], start_ms: int, end_ms: int
+    ) -> dict[int, RollupRows]:
+        def run(conn: sqlite3.Connection) -> dict[int, RollupRows]:
+            out = {}
+            for sid in ids:
+                rows = conn.execute(
+                    f"SELECT {_ROLLUP_COLUMNS} FROM rollups WHERE resolution_ms = ? AND series_id = ? "
+                    "AND bucket >= ? AND bucket < ? ORDER BY bucket",
+                    (resolution_ms, sid, start_ms, end_ms),
+                ).fetchall()
+                if rows:
+                    out[sid] = RollupRows.from_rows(rows)
+            return out
+
+        return await self._s._read(run)
+
+    async def find_series(self, tenant: str, matchers: list[Matcher]) -> list[tuple[int, Labels]]:
+        return await self._s._read(lambda conn: self._s._matching_series(conn, tenant, matchers))
+
+    async def delete_raw_before(self, ts_ms: int) -> int:
+        ids = await self._s._read(_all_series_ids)
+        deleted = 0
+        for i in range(0, len(ids), _SERIES_PER_TX):
+            group = ids[i : i + _SERIES_PER_TX]
+
+            def run(conn: sqlite3.Connection, group: list[int] = group) -> int:
+                n = 0
+                with _tx(conn):
+                    for sid in group:
+                        n += conn.execute("DELETE FROM samples WHERE series_id = ? AND ts < ?", (sid, ts_ms)).rowcount
+                        n += conn.execute(
+                            "DELETE FROM chunks WHERE series_id = ? AND max_ts < ?", (sid, ts_ms)
+                        ).rowcount
+                return n
+
+            deleted += await self._s._write(run)
+        return deleted
+
+    async def delete_rollups_before(self, resolution_ms: int, ts_ms: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            with _tx(conn):
+                return conn.execute(
+                    "DELETE FROM rollups WHERE resolution_ms = ? AND bucket < ?", (resolution_ms, ts_ms)
+                ).rowcount
+
+        return await self._s._write(run)
+
+    async def reclaim_space(self) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._s._write(run)
+
+    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
+        def run(conn: sqlite3.Connection) -> TsdbStatus:
+            where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+            series = conn.execute(f"SELECT COUNT(*) FROM series {where}", args).fetchone()[0]
+            top_rows = conn.execute(
+                f"SELECT name, COUNT(*) FROM series {where} GROUP BY name ORDER BY 2 DESC, 1 LIMIT ?", (*args, top)
+            ).fetchall()
+            in_tenant = f"WHERE series_id IN (SELECT id FROM series {where})" if tenant is not None else ""
+            raw = conn.execute(f"SELECT COUNT(*) FROM samples {in_tenant}", args).fetchone()[0]
+            chunk_samples, chunk_count = conn.execute(
+                f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks {in_tenant}", args
+            ).fetchone()
+            rollup_rows = {
+                str(r[0]): r[1]
+                for r in conn.execute(
+                    f"SELECT resolution_ms, COUNT(*) FROM rollups {in_tenant} GROUP BY resolution_ms", args
+                )
+            }
+            sizes = {r[0]: r[1] for r in conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")}
+            return TsdbStatus(
+                series, raw, chunk_samples, chunk_count, rollup_rows, sizes, [(n, c) for n, c in top_rows]
+            )
+
+        return await self._s._read(run)
+
+
+if TYPE_CHECKING:
+    from rtpm.storage.maintenance import MaintenanceStore
+
+    _m: type[MaintenanceStore] = SqliteMaintenance
