@@ -1,0 +1,89 @@
+"""The Celery runner: the same jobs as the embedded scheduler, as Celery tasks.
+
+    rtpm worker            # = celery -A rtpm.jobs.celery_app worker
+    rtpm beat              # = celery -A rtpm.jobs.celery_app beat
+    celery -A rtpm.jobs.celery_app flower
+
+Tasks are thin: each builds the storage from settings, runs one job function with a time (epoch
+ms, default now) and closes it. They acknowledge late and are rejected when their worker dies,
+so a killed worker's task runs again elsewhere; the jobs are idempotent (rollups are replaced,
+never added to), so running again never double-counts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from rtpm.errors import StorageUnavailable
+from rtpm.jobs.registry import JOBS
+from rtpm.settings import Settings
+
+
+def broker_url(settings: Settings) -> str:
+    return settings.maintenance.celery_broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+
+
+async def run_job(settings: Settings, name: str, now_ms: int) -> dict[str, Any]:
+    from rtpm.bootstrap import make_storage
+
+    storage = make_storage(settings)
+    await storage.open()
+    try:
+        result = await JOBS[name].run(storage.maintenance, now_ms, settings.maintenance)  # type: ignore[attr-defined]
+    finally:
+        await storage.close()
+    return {"job": result.job, "items": result.items, "samples": result.samples, "details": result.details}
+
+
+def make_celery(settings: Settings) -> Celery:
+    opts = settings.maintenance
+    app = Celery("rtpm", broker=broker_url(settings))
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=opts.task_time_limit_seconds,
+        task_soft_time_limit=opts.task_time_limit_seconds * 0.9,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": max(120, int(opts.task_time_limit_seconds * 2))},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            f"rtpm-{name}": {"task": f"rtpm.jobs.{name}", "schedule": job.interval(opts)} for name, job in JOBS.items()
+        },
+    )
+
+    for name in JOBS:
+
+        def task(self: Task, now_ms: int | None = None, _name: str = name) -> dict[str, Any]:
+            when = now_ms if now_ms is not None else int(time.time() * 1000)
+            return asyncio.run(run_job(settings, _name, when))
+
+        app.task(
+            name=f"rtpm.jobs.{name}",
+            bind=True,
+            acks_late=True,
+            autoretry_for=(StorageUnavailable,),
+            retry_backoff=True,
+            retry_backoff_max=300,
+            max_retries=10,
+        )(task)
+    return app
+
+
+def __getattr__(attr: str) -> Celery:
+    """`celery -A rtpm.jobs.celery_app ...` (Flower) finds `app`, built from the environment."""
+    if attr in ("app", "celery"):
+        global _app
+        if _app is None:
+            _app = make_celery(Settings())
+        return _app
+    raise AttributeError(attr)
+
+
+_app: Celery | None = None
