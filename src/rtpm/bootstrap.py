@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from rtpm.cache.latest import LatestValueCache
 from rtpm.ingest.buffer import WriteBuffer
 from rtpm.ingest.validate import Validator
+from rtpm.metrics import Metrics
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
 
@@ -23,6 +24,7 @@ class Services:
     latest: LatestValueCache
     clock: Callable[[], float] = field(default=time.time)
     started_at: float = field(default_factory=time.time)
+    metrics: Metrics = field(default_factory=Metrics.create)
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -41,14 +43,15 @@ def make_storage(settings: Settings) -> Storage:
 
 
 @asynccontextmanager
-async def build_services(settings: Settings) -> AsyncIterator[Services]:
+async def build_services(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Services]:
     """Open storage (migrating it), start the write buffer; on exit flush and close in order."""
+    metrics = metrics if metrics is not None else Metrics.create()
     storage = make_storage(settings)
     await storage.open()
-    buffer = WriteBuffer(storage, settings.write_buffer)
+    buffer = WriteBuffer(storage, settings.write_buffer, metrics.buffer)
     latest = LatestValueCache(settings.latest_cache_size)
     buffer.on_commit(latest.on_commit)
-    services = Services(settings, storage, buffer, Validator(settings.limits), latest)
+    services = Services(settings, storage, buffer, Validator(settings.limits), latest, metrics=metrics)
     await buffer.start()
     try:
         yield services

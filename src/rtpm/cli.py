@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -13,11 +14,48 @@ from rtpm import __version__
 from rtpm.settings import Settings
 
 
+def _exit_zero_on_sigterm() -> None:
+    """uvicorn re-raises SIGTERM after its graceful shutdown; then exit 0 instead of dying of it."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port: int) -> int:
+    """`--workers N`: uvicorn spawns N processes, each building the app from the environment
+    (`app_from_env`); /metrics aggregates them through PROMETHEUS_MULTIPROC_DIR."""
+    import uvicorn
+
+    from rtpm.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    _migrate(settings, args)  # once, before the workers race to it
+    metrics_dir = os.environ.get(MULTIPROC_ENV) or str((settings.data_dir / "metrics-multiproc").resolve())
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    os.environ["RTPM_HOST"] = host
+    os.environ["RTPM_PORT"] = str(port)
+    prepare_multiprocess_dir(metrics_dir)
+    _exit_zero_on_sigterm()
+    uvicorn.run(
+        "rtpm.api.app:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        access_log=False,
+    )
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from rtpm.api.app import create_app
+    from rtpm.logging import configure_logging
+    from rtpm.metrics import multiprocess_dir, prepare_multiprocess_dir
 
+    configure_logging(settings)
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
@@ -27,17 +65,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  storage: {backend}", flush=True)
     print(f"  API docs: http://{shown_host}:{port}/docs", flush=True)
     print("  login: not required yet (every client is the default tenant)", flush=True)
+    if args.workers > 1:
+        print(f"  workers: {args.workers} (metrics aggregated across processes)", flush=True)
+        return _serve_workers(settings, args, host, port)
+    metrics_dir = multiprocess_dir()
+    if metrics_dir is not None:  # set by scripts/start.sh: start from empty files
+        prepare_multiprocess_dir(metrics_dir)
     app = create_app(settings)
     # Ingest allocates many short-lived containers; the default gen-0 threshold (700) makes the
     # cyclic GC walk the long-lived caches far too often. Freeze what start-up made, collect less.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    _exit_zero_on_sigterm()
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=settings.log_level,
+        log_config=None,
         timeout_graceful_shutdown=10,
         access_log=False,
     )
@@ -70,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (applies migrations first)")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); more than one is meant for PostgreSQL + Redis",
+    )
     serve.set_defaults(func=_serve)
     migrate = sub.add_parser("migrate", help="apply pending schema migrations and exit")
     migrate.set_defaults(func=_migrate)

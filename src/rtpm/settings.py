@@ -81,7 +81,10 @@ class Settings(BaseSettings):
     partition_days_ahead: int = Field(2, ge=0, description="PostgreSQL daily partitions made in advance")
     default_tenant: str = "default"
     latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
-    log_level: str = "info"
+    log_level: str = Field("info", description="debug, info, warning or error")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json: one JSON object per line; console: for people; auto: console in a terminal"
+    )
     jobs: Literal["embedded", "celery", "off"] = Field(
         "embedded", description="Who runs background jobs: asyncio tasks in `rtpm serve`, Celery, or nobody"
     )

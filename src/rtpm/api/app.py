@@ -5,19 +5,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 
 from rtpm import __version__
 from rtpm.api import errors
 from rtpm.api.limits import BodyLimitMiddleware
+from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes import health, metrics, prometheus, promql_seed, write
+from rtpm.api.routes import exposition, health, metrics, prometheus, promql_seed, write
 from rtpm.bootstrap import Services, build_services
+from rtpm.metrics import Metrics, mark_process_dead
 from rtpm.settings import Settings
+
+log = structlog.get_logger("rtpm.api")
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """Build the app. With `services` given they are used as they are (and not closed)."""
+    own_metrics = services.metrics if services is not None else Metrics.create()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -25,9 +31,15 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             app.state.services = services
             yield
             return
-        async with build_services(settings) as built:
-            app.state.services = built
-            yield
+        try:
+            async with build_services(settings, metrics=own_metrics) as built:
+                app.state.services = built
+                log.info("started")
+                yield
+                log.info("shutting_down", pending_samples=built.buffer.pending_samples)
+            log.info("stopped", samples_written=built.buffer.samples_written)
+        finally:
+            mark_process_dead()
 
     app = FastAPI(
         title="RTPM",
@@ -39,9 +51,21 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=own_metrics.http)  # outermost: sees every status
     app.include_router(health.router)
+    app.include_router(exposition.router)
     app.include_router(metrics.router)
     app.include_router(prometheus.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory rtpm.api.app:app_from_env` (each `rtpm serve --workers N`
+    worker): Settings from the environment, logging configured in this process."""
+    from rtpm.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)

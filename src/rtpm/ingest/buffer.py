@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from rtpm.errors import OverloadedError, RtpmError, StorageUnavailable
+from rtpm.metrics import BufferMetrics
 from rtpm.model.samples import WriteBatch
 from rtpm.settings import WriteBufferSettings
 from rtpm.storage.base import Storage
@@ -43,9 +44,10 @@ class BufferStats:
 
 
 class WriteBuffer:
-    def __init__(self, storage: Storage, opts: WriteBufferSettings) -> None:
+    def __init__(self, storage: Storage, opts: WriteBufferSettings, metrics: BufferMetrics | None = None) -> None:
         self._storage = storage
         self._opts = opts
+        self._metrics = metrics
         self._queue: deque[_Pending] = deque()
         self._pending_samples = 0
         self._wakeup = asyncio.Event()
@@ -140,6 +142,8 @@ class WriteBuffer:
                 if not p.done.done():
                     p.done.set_exception(exc)
             self._pending_samples -= n
+            if self._metrics is not None:
+                self._metrics.flush_failed(self._pending_samples)
             return
         except Exception as exc:  # process edge: every waiter must hear about it
             log.exception("flush_crashed", samples=n)
@@ -148,12 +152,16 @@ class WriteBuffer:
                 if not p.done.done():
                     p.done.set_exception(err)
             self._pending_samples -= n
+            if self._metrics is not None:
+                self._metrics.flush_failed(self._pending_samples)
             return
         self.last_flush_seconds = time.perf_counter() - started
         self.last_error = None
         self.flushes += 1
         self.samples_written += written
         self._pending_samples -= n
+        if self._metrics is not None:
+            self._metrics.flushed(self.last_flush_seconds, written, self._pending_samples)
         for p in taken:
             if not p.done.done():
                 p.done.set_result(len(p.batch))

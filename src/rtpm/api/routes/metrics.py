@@ -62,8 +62,10 @@ async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     """Store one sample; answers once it is committed."""
     item = await read_json(request)
     now_ms = int(services.clock() * 1000)
-    batch = decode_items([item], tenant=tenant, validator=services.validator, now_ms=now_ms)
-    await services.buffer.submit(batch)
+    with services.metrics.ingest.track("json") as counted:
+        batch = decode_items([item], tenant=tenant, validator=services.validator, now_ms=now_ms)
+        counted.samples = len(batch)
+        await services.buffer.submit(batch)
     ts = batch.ts_ms[0]
     return OrjsonResponse(
         {
@@ -88,8 +90,10 @@ async def batch(request: Request, services: ServicesDep, tenant: TenantDep) -> O
     if not isinstance(body, dict) or not isinstance(body.get("metrics"), list):
         raise ValidationFailed([Problem("metrics", "required: a JSON object with a 'metrics' array")])
     now_ms = int(services.clock() * 1000)
-    wb = decode_items(body["metrics"], tenant=tenant, validator=services.validator, now_ms=now_ms)
-    await services.buffer.submit(wb)
+    with services.metrics.ingest.track("json") as counted:
+        wb = decode_items(body["metrics"], tenant=tenant, validator=services.validator, now_ms=now_ms)
+        counted.samples = len(wb)
+        await services.buffer.submit(wb)
     return OrjsonResponse(
         {"status": "success", "message": f"{len(wb)} metrics ingested", "metrics_count": len(wb)},
         status_code=201,

@@ -170,9 +170,10 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> R
     t = parse_time(params.get("time"), "time", now_ms)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
-    result = await make_engine(services).instant(
-        tenant, params.get("query") or "", t, lookback_ms=lookback, timeout_s=timeout
-    )
+    with services.metrics.query.time("instant"):
+        result = await make_engine(services).instant(
+            tenant, params.get("query") or "", t, lookback_ms=lookback, timeout_s=timeout
+        )
     data, truncated = render(result, as_range=False, limit=limit)
     return _success(data, [TRUNCATED] if truncated else [])
 
@@ -208,9 +209,10 @@ async def query_range(request: Request, services: ServicesDep, tenant: TenantDep
     check_range(start, end, step, services.settings.limits.max_points_per_series)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
-    result = await make_engine(services).range(
-        tenant, params.get("query") or "", start, end, step, lookback_ms=lookback, timeout_s=timeout
-    )
+    with services.metrics.query.time("range"):
+        result = await make_engine(services).range(
+            tenant, params.get("query") or "", start, end, step, lookback_ms=lookback, timeout_s=timeout
+        )
     data, truncated = render(result, as_range=True, limit=limit)
     return _success(data, [TRUNCATED] if truncated else [])
 

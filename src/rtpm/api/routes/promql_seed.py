@@ -155,7 +155,8 @@ async def query_range(
     step_ms = parse_duration(step, "step") if step else max(1000, (end - start) // 250)
     check_range(start, end, step_ms, services.settings.limits.max_points_per_series)
     text = _query_text(query, metric_name, labels, aggregation, group_by, step_ms)
-    result = await make_engine(services).range(tenant, text, start, end, step_ms)
+    with services.metrics.query.time("range"):
+        result = await make_engine(services).range(tenant, text, start, end, step_ms)
     return {
         "query": text,
         "start_time": to_rfc3339(start),
@@ -179,5 +180,6 @@ async def query_instant(
     """Instant query through the PromQL engine at `time` (default now)."""
     t = parse_time(time, "time", round(services.clock() * 1000))
     text = _query_text(query, metric_name, labels, aggregation, group_by, 300_000)
-    result = await make_engine(services).instant(tenant, text, t)
+    with services.metrics.query.time("instant"):
+        result = await make_engine(services).instant(tenant, text, t)
     return {"query": text, "time": to_rfc3339(t), "series": _series(result)}

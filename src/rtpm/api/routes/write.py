@@ -111,10 +111,12 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
         raise UnsupportedMediaType(f"remote write needs Content-Encoding snappy, got {encoding!r}")
     extra = _extra_labels(request)
     decoder = _decoder(request, services, RemoteWriteDecoder)
-    batch = await _decoded(
-        request, services, "snappy", lambda data: decoder.decode(data, tenant=tenant, extra_labels=extra)
-    )
-    await services.buffer.submit(batch)
+    with services.metrics.ingest.track("remote_write") as counted:
+        batch = await _decoded(
+            request, services, "snappy", lambda data: decoder.decode(data, tenant=tenant, extra_labels=extra)
+        )
+        counted.samples = len(batch)
+        await services.buffer.submit(batch)
     return Response(status_code=204, headers={"X-Prometheus-Remote-Write-Version": REMOTE_WRITE_VERSION})
 
 
@@ -126,13 +128,17 @@ async def _influx(request: Request, services: Services, tenant: str, precision: 
     encoding = request.headers.get("content-encoding")
     now_ms = _now_ms(services)
     decoder = _decoder(request, services, InfluxDecoder)
-    batch = await _decoded(
-        request,
-        services,
-        encoding,
-        lambda data: decoder.decode(data, tenant=tenant, now_ms=now_ms, precision=precision, db=db, extra_labels=extra),
-    )
-    await services.buffer.submit(batch)
+    with services.metrics.ingest.track("influx") as counted:
+        batch = await _decoded(
+            request,
+            services,
+            encoding,
+            lambda data: decoder.decode(
+                data, tenant=tenant, now_ms=now_ms, precision=precision, db=db, extra_labels=extra
+            ),
+        )
+        counted.samples = len(batch)
+        await services.buffer.submit(batch)
     return Response(status_code=204)
 
 
@@ -214,13 +220,16 @@ async def _otlp(request: Request, services: Services, tenant: str) -> Response:
         extra = _extra_labels(request)
         now_ms = _now_ms(services)
         decoder = _decoder(request, services, OtlpDecoder)
-        result = await _decoded(
-            request,
-            services,
-            request.headers.get("content-encoding"),
-            lambda data: decoder.decode(data, json=json, tenant=tenant, now_ms=now_ms, extra_labels=extra),
-        )
-        await services.buffer.submit(result.batch)
+        with services.metrics.ingest.track("otlp") as counted:
+            result = await _decoded(
+                request,
+                services,
+                request.headers.get("content-encoding"),
+                lambda data: decoder.decode(data, json=json, tenant=tenant, now_ms=now_ms, extra_labels=extra),
+            )
+            counted.samples = len(result.batch)
+            await services.buffer.submit(result.batch)
+        services.metrics.ingest.rejected("otlp", "unsupported", result.rejected_points)
     except RtpmError as exc:
         return _otlp_error(exc, json=json)
     return Response(
@@ -263,18 +272,20 @@ async def import_prometheus(request: Request, services: ServicesDep, tenant: Ten
         )
     extra = _extra_labels(request)
     now_ms = _now_ms(services)
-    batch = await _decoded(
-        request,
-        services,
-        request.headers.get("content-encoding"),
-        lambda data: prom_text.decode_text(
-            data,
-            tenant=tenant,
-            validator=services.validator,
-            now_ms=now_ms,
-            openmetrics=openmetrics,
-            extra_labels=extra,
-        ),
-    )
-    await services.buffer.submit(batch)
+    with services.metrics.ingest.track("prom_text") as counted:
+        batch = await _decoded(
+            request,
+            services,
+            request.headers.get("content-encoding"),
+            lambda data: prom_text.decode_text(
+                data,
+                tenant=tenant,
+                validator=services.validator,
+                now_ms=now_ms,
+                openmetrics=openmetrics,
+                extra_labels=extra,
+            ),
+        )
+        counted.samples = len(batch)
+        await services.buffer.submit(batch)
     return Response(status_code=204)
