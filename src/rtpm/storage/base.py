@@ -13,6 +13,7 @@ from typing import Protocol
 
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, MetricInfo, MetricMetadata, Series, SeriesStats, WriteBatch
+from rtpm.storage.alert_store import AlertStore
 
 
 class Querier(Protocol):
@@ -46,6 +47,7 @@ class Querier(Protocol):
 
 class Storage(Protocol):
     backend: str
+    alerts: AlertStore  # rules, alert state and history, evaluator leadership (storage/alert_store.py)
 
     async def open(self) -> None:
         """Connect and apply pending migrations."""
