@@ -16,7 +16,7 @@ from rtpm.storage.maintenance import LATE_COMPACT, LATE_ROLLUP, MaintenanceStore
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-_LATE_BATCH = 2000
+_LATE_BATCH = 20_000
 _MAX_COMPACT_WINDOWS = 12
 _MAX_ROLLUP_SPAN_MS = 6 * HOUR_MS
 
@@ -111,17 +111,20 @@ async def rollup(store: MaintenanceStore, *, now_ms: int, opts: MaintenanceSetti
         result.items += await _coarsen_span(store, None, wm, end, end)
         wm = end
         await store.set_watermark("rolled_up_until", wm)
+    # Late samples: roll up again, per day, every series that got one (all of that day's buckets,
+    # so each day's coarser rollups are rebuilt once, not once per late hour).
     marks = [m for m in await store.late_writes(LATE_ROLLUP, _LATE_BATCH) if m[1] < wm]
-    by_hour: dict[int, list[int]] = defaultdict(list)
+    by_day: dict[int, set[int]] = defaultdict(set)
     for sid, hour, _ in marks:
-        by_hour[hour].append(sid)
-    for hour, sids in sorted(by_hour.items()):
-        end = min(hour + HOUR_MS, wm)
-        loaded = await store.load_ids(sids, hour, end - 1)
+        by_day[_floor(hour, DAY_MS)].add(sid)
+    for day, sid_set in sorted(by_day.items()):
+        sids = sorted(sid_set)
+        end = min(day + DAY_MS, wm)
+        loaded = await store.load_ids(sids, day, end - 1)
         rows = {sid: compute(*loaded[sid], fine) if sid in loaded else RollupRows.from_rows([]) for sid in sids}
-        result.items += await store.replace_rollups(fine, hour, end, rows)
+        result.items += await store.replace_rollups(fine, day, end, rows)
         result.samples += sum(len(ts) for ts, _ in loaded.values())
-        result.items += await _coarsen_span(store, sids, hour, end, wm)
+        result.items += await _coarsen_span(store, sids, day, end, wm)
     await store.clear_late_writes(LATE_ROLLUP, marks)
     result.details["late_marks"] = len(marks)
     return result

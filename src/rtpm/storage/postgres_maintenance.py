@@ -210,7 +210,14 @@ class PostgresMaintenance:
         return int(result.split()[-1])
 
     async def reclaim_space(self) -> None:
+        """Give back the space of partitions that compaction emptied (TRUNCATE, under a lock that
+        keeps a late insert from slipping in between the check and the truncate), then vacuum."""
         async with self._s._conn() as conn:
+            for name, _ in await conn.fetch(_PARTITIONS):
+                async with conn.transaction():
+                    await conn.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
+                    if await conn.fetchval(f"SELECT NOT EXISTS (SELECT 1 FROM {name})"):
+                        await conn.execute(f"TRUNCATE {name}")
             for table in ("chunks", "rollups", "late_writes"):
                 await conn.execute(f"VACUUM {table}")
 
