@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from rtpm.bootstrap_jobs import make_scheduler
 from rtpm.cache.latest import LatestValueCache
 from rtpm.ingest.buffer import WriteBuffer
 from rtpm.ingest.validate import Validator
+from rtpm.jobs.scheduler import EmbeddedScheduler
 from rtpm.metrics import Metrics
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
@@ -25,6 +27,7 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics.create)
+    scheduler: EmbeddedScheduler | None = None  # background jobs in this process (RTPM_JOBS=embedded)
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -36,10 +39,17 @@ def make_storage(settings: Settings) -> Storage:
             schema=settings.database_schema,
             pool_size=settings.database_pool_size,
             partition_days_ahead=settings.partition_days_ahead,
+            late_grace_ms=int(settings.maintenance.late_grace_seconds * 1000),
+            chunk_window_ms=settings.maintenance.chunk_window_seconds * 1000,
         )
     from rtpm.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    return SqliteStorage(
+        settings.sqlite_path,
+        synchronous=settings.sqlite_synchronous,
+        late_grace_ms=int(settings.maintenance.late_grace_seconds * 1000),
+        chunk_window_ms=settings.maintenance.chunk_window_seconds * 1000,
+    )
 
 
 @asynccontextmanager
@@ -53,9 +63,14 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     buffer.on_commit(latest.on_commit)
     services = Services(settings, storage, buffer, Validator(settings.limits), latest, metrics=metrics)
     await buffer.start()
+    services.scheduler = make_scheduler(settings, storage, metrics.jobs)
+    if services.scheduler is not None:
+        await services.scheduler.start()
     try:
         yield services
     finally:
+        if services.scheduler is not None:
+            await services.scheduler.stop()
         # The write buffer must drain before storage closes: acknowledged writes are committed.
         await buffer.close()
         await storage.close()

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rtpm import __version__
+from rtpm.cli_jobs import add_job_commands
 from rtpm.settings import Settings
 
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     migrate = sub.add_parser("migrate", help="apply pending schema migrations and exit")
     migrate.set_defaults(func=_migrate)
+    add_job_commands(sub)
     return parser
 
 

@@ -1,0 +1,28 @@
+"""Wiring of the background jobs' runner (part of the composition root, see bootstrap.py)."""
+
+from __future__ import annotations
+
+import time
+
+from rtpm.jobs.scheduler import EmbeddedScheduler
+from rtpm.metrics import JobMetrics
+from rtpm.settings import Settings
+from rtpm.storage.base import Storage
+from rtpm.storage.maintenance import MaintenanceStore
+
+
+def make_scheduler(settings: Settings, storage: Storage, metrics: JobMetrics) -> EmbeddedScheduler | None:
+    """The embedded runner when `RTPM_JOBS=embedded` (the default); None for `celery` (workers and
+    beat run the jobs) and `off`."""
+    if settings.jobs != "embedded":
+        return None
+
+    def observe(job: str, seconds: float, ok: bool) -> None:
+        metrics.duration.labels(job).observe(seconds)
+        if ok:
+            metrics.last_success.labels(job).set(time.time())
+        else:
+            metrics.failures.labels(job).inc()
+
+    store: MaintenanceStore = storage.maintenance  # type: ignore[attr-defined]
+    return EmbeddedScheduler(store, settings.maintenance, observer=observe)
