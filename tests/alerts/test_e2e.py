@@ -192,9 +192,7 @@ def test_rule_crud(server_factory: Callable[..., RtpmServer]) -> None:
         assert c.delete(f"/api/v1/alerts/rules/{rule['id']}").status_code == 404
 
 
-def test_alertmanager_receives_and_lists_the_alert(
-    server_factory: Callable[..., RtpmServer], tmp_path: Path
-) -> None:
+def test_alertmanager_receives_and_lists_the_alert(server_factory: Callable[..., RtpmServer], tmp_path: Path) -> None:
     am = Alertmanager(tmp_path / "am")
     try:
         server = server_factory(env=alerting_env(RTPM_ALERTING__ALERTMANAGER_URLS=json.dumps([am.url])))
@@ -246,9 +244,7 @@ def _leader(servers: list[RtpmServer]) -> RtpmServer:
 def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
     server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver, pg_dsn: str, pg_schema: str
 ) -> None:
-    env = alerting_env(
-        webhook, RTPM_DATABASE_URL=pg_dsn, RTPM_DATABASE_SCHEMA=pg_schema, RTPM_LOG_FORMAT="json"
-    )
+    env = alerting_env(webhook, RTPM_DATABASE_URL=pg_dsn, RTPM_DATABASE_SCHEMA=pg_schema, RTPM_LOG_FORMAT="json")
     a = server_factory(env=env)
     b = server_factory(env=env)
     with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
