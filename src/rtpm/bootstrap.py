@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from rtpm.bootstrap_alerts import Alerting, start_alerting
 from rtpm.bootstrap_jobs import make_scheduler
 from rtpm.cache.latest import LatestValueCache
 from rtpm.ingest.buffer import WriteBuffer
@@ -28,6 +29,7 @@ class Services:
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics.create)
     scheduler: EmbeddedScheduler | None = None  # background jobs in this process (RTPM_JOBS=embedded)
+    alerting: Alerting | None = None  # rule evaluation and notifications (bootstrap_alerts.py)
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -67,10 +69,13 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     if services.scheduler is not None:
         await services.scheduler.start()
     try:
+        services.alerting = await start_alerting(services)
         yield services
     finally:
         if services.scheduler is not None:
             await services.scheduler.stop()
+        if services.alerting is not None:  # evaluation writes ALERTS through the buffer: stop it first
+            await services.alerting.close()
         # The write buffer must drain before storage closes: acknowledged writes are committed.
         await buffer.close()
         await storage.close()

@@ -107,12 +107,14 @@ async def start_alerting(services: Services) -> Alerting:
         ),
         metrics=metrics,
     )
-    publish_alert = services.pubsub.publish_alert  # the live channel (realtime/): never blocks
+    # The live channel (realtime/, WebSocket): `publish_alert(tenant, event)`, never blocks.
+    pubsub = getattr(services, "pubsub", None)
+    publish_alert = pubsub.publish_alert if pubsub is not None else None
 
     async def notify(notifications: Sequence[Notification]) -> None:
         await dispatcher.notify(notifications)
         for n in notifications:
-            if n.kind is not NotificationKind.RESEND:
+            if n.kind is not NotificationKind.RESEND and publish_alert is not None:
                 event: Mapping[str, Any] = alert_event(n)
                 publish_alert(n.alert.tenant, event)
                 metrics.notifications_sent.labels("websocket").inc()

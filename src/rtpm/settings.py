@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +61,31 @@ class MaintenanceSettings(BaseModel):
     task_time_limit_seconds: float = Field(600, gt=0)
 
 
+class WebhookReceiverSettings(BaseModel):
+    url: str = Field(description="Where webhook notifications are POSTed (Alertmanager's v4 payload)")
+    secret: SecretStr | None = Field(None, description="Signs the body: X-RTPM-Signature-256: sha256=<HMAC hex>")
+
+
+class AlertingSettings(BaseModel):
+    """Alert rule evaluation and notification delivery."""
+
+    evaluation_enabled: bool = Field(True, description="Evaluate rules in this process (one leader per database)")
+    default_interval_seconds: float = Field(60.0, gt=0, description="A rule's evaluation interval when it sets none")
+    poll_seconds: float = Field(0.5, gt=0, description="How often the evaluator looks for rules that are due")
+    lease_seconds: float = Field(15.0, gt=0, description="Leader lease (SQLite); a dead leader is replaced after it")
+    resend_delay_seconds: float = Field(60.0, gt=0, description="Re-send firing alerts to Alertmanager this often")
+    notify_queue_size: int = Field(1000, ge=1, description="Notification batches waiting per receiver")
+    notify_timeout_seconds: float = Field(10.0, gt=0, description="One delivery attempt, at most")
+    notify_max_attempts: int = Field(5, ge=1)
+    notify_backoff_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles per attempt")
+    notify_backoff_max_seconds: float = Field(30.0, gt=0)
+    alertmanager_urls: list[str] = Field(default_factory=list, description="Alertmanagers to POST /api/v2/alerts to")
+    webhooks: dict[str, WebhookReceiverSettings] = Field(
+        default_factory=dict, description='Webhook receivers by name: {"ops": {"url": ..., "secret": ...}}'
+    )
+    external_url: str | None = Field(None, description="Base URL in generatorURL links; default http://host:port")
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -92,6 +117,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
     query: QuerySettings = QuerySettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -27,7 +27,7 @@ from rtpm.storage.alert_store import AlertStore
 if TYPE_CHECKING:
     from rtpm.metrics import AlertMetrics
 
-log = structlog.get_logger("rtpm.jobs.alerts").bind(component="alerts")
+log = structlog.get_logger("rtpm.jobs.alerts", component="alerts")  # lazy: configured later
 
 _MAX_CONCURRENT_RULES = 8
 

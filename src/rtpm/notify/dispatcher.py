@@ -23,7 +23,7 @@ from rtpm.notify.receivers import DeliveryError, Receiver
 if TYPE_CHECKING:
     from rtpm.metrics import AlertMetrics
 
-log = structlog.get_logger("rtpm.notify").bind(component="notify")
+log = structlog.get_logger("rtpm.notify", component="notify")  # lazy: configured later
 
 
 @dataclass(frozen=True, slots=True)
