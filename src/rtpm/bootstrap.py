@@ -14,6 +14,8 @@ from rtpm.ingest.buffer import WriteBuffer
 from rtpm.ingest.validate import Validator
 from rtpm.jobs.scheduler import EmbeddedScheduler
 from rtpm.metrics import Metrics
+from rtpm.realtime.hub import ConnectionHub, HubOptions
+from rtpm.realtime.pubsub import MemoryPubSub, PubSub
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
 
@@ -28,6 +30,8 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics.create)
+    hub: ConnectionHub = field(default_factory=ConnectionHub)
+    pubsub: PubSub = field(default_factory=MemoryPubSub)
     scheduler: EmbeddedScheduler | None = None  # background jobs in this process (RTPM_JOBS=embedded)
     alerting: Alerting | None = None  # rule evaluation and notifications (bootstrap_alerts.py)
 
@@ -54,6 +58,20 @@ def make_storage(settings: Settings) -> Storage:
     )
 
 
+
+def make_pubsub(settings: Settings) -> PubSub:
+    """Live fan-out: through Redis when there is one (so every process sees every commit), else in process."""
+    opts = settings.realtime
+    if settings.redis_url:
+        from rtpm.realtime.pubsub import RedisPubSub
+
+        return RedisPubSub(
+            settings.redis_url,
+            max_queued_samples=opts.publish_queue_max_samples,
+            reconnect_max_seconds=opts.redis_reconnect_max_seconds,
+        )
+    return MemoryPubSub(max_queued_samples=opts.publish_queue_max_samples)
+
 @asynccontextmanager
 async def build_services(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Services]:
     """Open storage (migrating it), start the write buffer; on exit flush and close in order."""
@@ -64,6 +82,12 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     latest = LatestValueCache(settings.latest_cache_size)
     buffer.on_commit(latest.on_commit)
     services = Services(settings, storage, buffer, Validator(settings.limits), latest, metrics=metrics)
+    services.hub = ConnectionHub(HubOptions.from_settings(settings.realtime), clock=services.clock)
+    services.pubsub = make_pubsub(settings)
+    services.pubsub.subscribe(services.hub)
+    buffer.on_commit(services.pubsub.publish_samples)  # never blocks: a bounded queue, drops counted
+    await services.pubsub.start()
+    await services.hub.start()
     await buffer.start()
     services.scheduler = make_scheduler(settings, storage, metrics.jobs)
     if services.scheduler is not None:
@@ -78,4 +102,6 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
             await services.alerting.close()
         # The write buffer must drain before storage closes: acknowledged writes are committed.
         await buffer.close()
+        await services.hub.close()
+        await services.pubsub.close()
         await storage.close()

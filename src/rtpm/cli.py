@@ -26,6 +26,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
     (`app_from_env`); /metrics aggregates them through PROMETHEUS_MULTIPROC_DIR."""
     import uvicorn
 
+    from rtpm.api.ws_server import uvicorn_ws_options
     from rtpm.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
     _migrate(settings, args)  # once, before the workers race to it
@@ -45,6 +46,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
         log_config=None,
         timeout_graceful_shutdown=10,
         access_log=False,
+        **uvicorn_ws_options(settings.realtime),
     )
     return 0
 
@@ -52,7 +54,12 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from rtpm.api.ws_server import raise_fd_limit
+
+    raise_fd_limit(settings.realtime.max_connections + 1024)  # one descriptor per WebSocket client
+
     from rtpm.api.app import create_app
+    from rtpm.api.ws_server import uvicorn_ws_options
     from rtpm.logging import configure_logging
     from rtpm.metrics import multiprocess_dir, prepare_multiprocess_dir
 
@@ -87,6 +94,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         timeout_graceful_shutdown=10,
         access_log=False,
+        **uvicorn_ws_options(settings.realtime),
     )
     return 0
 

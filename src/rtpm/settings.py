@@ -86,6 +86,27 @@ class AlertingSettings(BaseModel):
     external_url: str | None = Field(None, description="Base URL in generatorURL links; default http://host:port")
 
 
+class RealtimeSettings(BaseModel):
+    """Live updates over WebSocket (`/ws/metrics`): batching, per-connection bounds, caps, keepalive."""
+
+    batch_interval_seconds: float = Field(0.05, gt=0, le=0.1, description="Updates are sent in batches this often")
+    queue_max_series: int = Field(1000, ge=1, description="Series waiting per connection; past it updates drop")
+    queue_max_alerts: int = Field(100, ge=1, description="Alert events waiting per connection; oldest drop")
+    lag_close_seconds: float = Field(10.0, gt=0, description="A client behind this long is closed with 1013")
+    max_connections: int = Field(20_000, ge=1, description="Open WebSocket connections per process")
+    max_connections_per_credential: int = Field(1000, ge=1, description="Per API key / user (per IP when anonymous)")
+    max_subscriptions_per_connection: int = Field(32, ge=1)
+    max_matchers_per_subscription: int = Field(16, ge=0)
+    max_metric_names_per_subscription: int = Field(100, ge=1)
+    max_message_bytes: int = Field(65_536, ge=256, description="Largest client message")
+    idle_ping_seconds: float = Field(20.0, gt=0, description="Ping a connection this often (protocol ping)")
+    idle_timeout_seconds: float = Field(20.0, gt=0, description="Close it when the pong takes longer")
+    compression: bool = Field(False, description="permessage-deflate (costs ~40 KiB and CPU per connection)")
+    publish_queue_max_samples: int = Field(1_000_000, ge=1, description="Committed samples waiting to be published")
+    match_cache_max_series: int = Field(200_000, ge=1, description="Series whose subscribers are remembered")
+    redis_reconnect_max_seconds: float = Field(5.0, gt=0, description="Longest wait between Redis reconnects")
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -117,7 +138,9 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
     query: QuerySettings = QuerySettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     alerting: AlertingSettings = AlertingSettings()
+    redis_url: str | None = Field(None, description="redis://...; rate limits (and more) shared between processes")
 
     @field_validator("database_url")
     @classmethod

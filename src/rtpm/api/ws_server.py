@@ -1,0 +1,48 @@
+"""How `rtpm serve` runs WebSockets under uvicorn: keepalive, compression, the abort hook, fd limit."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from rtpm.settings import RealtimeSettings
+
+# rtpm.api.routes.ws looks this up in the ASGI scope's extensions.
+ABORT_EXTENSION = "rtpm.abort"
+
+
+class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's protocol, plus `scope["extensions"]["rtpm.abort"]`: drop the TCP connection now.
+
+    A client that stops reading fills its socket; a close frame can then never be written, and a
+    graceful close waits for the buffer to drain forever. The hub closes such clients by aborting.
+    """
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.transport is not None:
+            scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.transport.abort
+
+
+def uvicorn_ws_options(opts: RealtimeSettings) -> dict[str, Any]:
+    """Keyword arguments for uvicorn.run(): protocol pings for idle connections, no compression by default."""
+    return {
+        "ws": AbortableWebSocketProtocol,
+        "ws_ping_interval": opts.idle_ping_seconds,
+        "ws_ping_timeout": opts.idle_timeout_seconds,
+        "ws_per_message_deflate": opts.compression,
+        "ws_max_size": max(opts.max_message_bytes, 4096),
+    }
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards `wanted` (never past the hard limit); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
