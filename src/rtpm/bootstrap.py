@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from rtpm.bootstrap_alerts import Alerting, start_alerting
+from rtpm.bootstrap_auth import build_auth
 from rtpm.bootstrap_jobs import make_scheduler
 from rtpm.cache.latest import LatestValueCache
 from rtpm.ingest.buffer import WriteBuffer
@@ -16,6 +17,8 @@ from rtpm.jobs.scheduler import EmbeddedScheduler
 from rtpm.metrics import Metrics
 from rtpm.realtime.hub import ConnectionHub, HubOptions
 from rtpm.realtime.pubsub import MemoryPubSub, PubSub
+from rtpm.security.ratelimit import RateLimiter
+from rtpm.security.service import AuthService
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
 
@@ -29,6 +32,8 @@ class Services:
     latest: LatestValueCache
     clock: Callable[[], float] = field(default=time.time)
     started_at: float = field(default_factory=time.time)
+    auth: AuthService | None = None
+    limiter: RateLimiter | None = None
     metrics: Metrics = field(default_factory=Metrics.create)
     hub: ConnectionHub = field(default_factory=ConnectionHub)
     pubsub: PubSub = field(default_factory=MemoryPubSub)
@@ -88,6 +93,7 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     buffer.on_commit(services.pubsub.publish_samples)  # never blocks: a bounded queue, drops counted
     await services.pubsub.start()
     await services.hub.start()
+    services.auth, services.limiter = await build_auth(settings, storage)
     await buffer.start()
     services.scheduler = make_scheduler(settings, storage, metrics.jobs)
     if services.scheduler is not None:
@@ -104,4 +110,6 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
         await buffer.close()
         await services.hub.close()
         await services.pubsub.close()
+        if services.limiter is not None:
+            await services.limiter.close()
         await storage.close()

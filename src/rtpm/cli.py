@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rtpm import __version__
+from rtpm.cli_auth import add_auth_commands, check_auth_settings, login_hint
 from rtpm.cli_jobs import add_job_commands
 from rtpm.settings import Settings
 
@@ -64,6 +65,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from rtpm.metrics import multiprocess_dir, prepare_multiprocess_dir
 
     configure_logging(settings)
+    problem = check_auth_settings(settings)
+    if problem is not None:
+        print(f"rtpm: {problem}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
@@ -72,7 +77,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"RTPM {__version__} listening on http://{shown_host}:{port}", flush=True)
     print(f"  storage: {backend}", flush=True)
     print(f"  API docs: http://{shown_host}:{port}/docs", flush=True)
-    print("  login: not required yet (every client is the default tenant)", flush=True)
+    print(login_hint(settings), flush=True)
     if args.workers > 1:
         print(f"  workers: {args.workers} (metrics aggregated across processes)", flush=True)
         return _serve_workers(settings, args, host, port)
@@ -135,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply pending schema migrations and exit")
     migrate.set_defaults(func=_migrate)
     add_job_commands(sub)
+    add_auth_commands(sub)
     return parser
 
 

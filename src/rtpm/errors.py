@@ -6,6 +6,12 @@ RtpmError
 │   ├── LimitExceeded       input over a configured limit (points per series, items per batch, ...)
 │   └── QueryParseError     PromQL that does not parse
 ├── NotFoundError           a named thing that does not exist
+├── AlreadyExists           a named thing that exists already (a user name)
+├── AuthError               the caller may not do this
+│   ├── Unauthenticated     no credential, or one that is invalid, expired or revoked
+│   └── PermissionDenied    a valid credential without the scope the route needs
+├── RateLimited             over a rate limit; carries retry_after_seconds and the limit's state
+├── ConfigError             settings that RTPM refuses to start with (a weak JWT secret)
 ├── OverloadedError         bounded work refused (write buffer full); carries retry_after_seconds
 ├── StorageError            the storage backend failed
 │   └── StorageUnavailable  the backend cannot be reached; retry later
@@ -88,6 +94,41 @@ class QueryParseError(BadDataError):
 
 class NotFoundError(RtpmError):
     code = "not_found"
+
+
+class AlreadyExists(RtpmError):
+    code = "already_exists"
+
+
+class AuthError(RtpmError):
+    code = "forbidden"
+
+
+class Unauthenticated(AuthError):
+    code = "unauthorized"
+
+
+class PermissionDenied(AuthError):
+    code = "forbidden"
+
+
+class RateLimited(RtpmError):
+    """Over a rate limit. `limit`/`remaining`/`reset_epoch_seconds` describe the budget hit."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: float, limit: int, remaining: int, reset_epoch_seconds: float
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_epoch_seconds = reset_epoch_seconds
+
+
+class ConfigError(RtpmError):
+    code = "config_error"
 
 
 class OverloadedError(RtpmError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -107,6 +107,47 @@ class RealtimeSettings(BaseModel):
     redis_reconnect_max_seconds: float = Field(5.0, gt=0, description="Longest wait between Redis reconnects")
 
 
+class RateLimitSettings(BaseModel):
+    """Moving-window budgets ("<count>/<second|minute|hour>"), per credential, or per client IP for
+    anonymous requests. Kept in Redis when `redis_url` is set (shared by every process), else in memory."""
+
+    enabled: bool = True
+    ingest: str = Field("30000/minute", description="Push routes (metrics:write)")
+    query: str = Field("3000/minute", description="Read routes (metrics:read, alerts:read) and the open docs")
+    admin: str = Field("300/minute", description="Admin and alerts:write routes, login, refresh")
+    anonymous: str = Field("600/minute", description="Requests without a valid credential, per client IP")
+    login_per_user: str = Field("5/minute", description="Failed logins per user name")
+    login_per_ip: str = Field("30/minute", description="Failed logins per client IP")
+
+
+class AuthSettings(BaseModel):
+    """Authentication (JWT for users, API keys for agents), CORS and rate limits."""
+
+    enabled: bool = Field(True, description="false: every caller is an admin of the default tenant (development)")
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS* signing secret, >= 32 random bytes; unset in development: generated in data_dir"
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512"] = "HS256"
+    jwt_private_key_path: Path | None = Field(None, description="PEM private key, for RS* algorithms")
+    jwt_public_key_path: Path | None = Field(None, description="PEM public key, for RS* algorithms")
+    jwt_issuer: str = "rtpm"
+    access_token_ttl_seconds: float = Field(1800, gt=0)
+    refresh_token_ttl_seconds: float = Field(7 * 86400, gt=0)
+    admin_username: str = Field("admin", min_length=1)
+    api_key_cache_seconds: float = Field(5.0, ge=0, description="How long a checked API key is trusted")
+    public_metrics: bool = Field(True, description="/metrics (self-monitoring) open without a credential")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; none by default")
+    cors_allow_credentials: bool = False
+    trust_forwarded_for: bool = Field(False, description="Take the client IP from X-Forwarded-For (behind a proxy)")
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @model_validator(mode="after")
+    def _check_cors(self) -> AuthSettings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("auth.cors_origins: '*' cannot be combined with cors_allow_credentials; list the origins")
+        return self
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -138,6 +179,10 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
     query: QuerySettings = QuerySettings()
+    auth: AuthSettings = AuthSettings()
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the admin created on first start; unset: a random one, printed once"
+    )
     realtime: RealtimeSettings = RealtimeSettings()
     alerting: AlertingSettings = AlertingSettings()
     redis_url: str | None = Field(None, description="redis://...; rate limits (and more) shared between processes")

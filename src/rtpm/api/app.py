@@ -14,6 +14,7 @@ from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
 from rtpm.api.routes import exposition, health, metrics, prometheus, promql_seed, write, ws
+from rtpm.api.security import install_security
 from rtpm.bootstrap import Services, build_services
 from rtpm.metrics import Metrics, mark_process_dead
 from rtpm.settings import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    install_security(app, settings)
     app.add_middleware(RequestContextMiddleware, metrics=own_metrics.http)  # outermost: sees every status
     app.include_router(health.router)
     app.include_router(exposition.router)

@@ -26,6 +26,10 @@ _TABLE: list[tuple[type[e.RtpmError], int, str]] = [
     (e.PayloadTooLarge, 413, "bad_data"),
     (e.UnsupportedMediaType, 415, "bad_data"),
     (e.BadDataError, 400, "bad_data"),
+    (e.Unauthenticated, 401, "unauthorized"),
+    (e.PermissionDenied, 403, "forbidden"),
+    (e.RateLimited, 429, "unavailable"),
+    (e.AlreadyExists, 409, "bad_data"),
     (e.NotFoundError, 404, "not_found"),
     (e.OverloadedError, 503, "unavailable"),
     (e.StorageUnavailable, 503, "unavailable"),
@@ -67,6 +71,15 @@ async def _rtpm_error(request: Request, exc: Exception) -> Response:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_seconds)))}
     elif status == 503:
         headers = {"Retry-After": "1"}
+    elif isinstance(exc, e.RateLimited):
+        headers = {
+            "Retry-After": str(max(1, math.ceil(exc.retry_after_seconds))),
+            "X-RateLimit-Limit": str(exc.limit),
+            "X-RateLimit-Remaining": str(exc.remaining),
+            "X-RateLimit-Reset": str(int(exc.reset_epoch_seconds)),
+        }
+    elif isinstance(exc, e.Unauthenticated):
+        headers = {"WWW-Authenticate": 'Bearer realm="rtpm"'}
     if status >= 500:
         log.warning("request_failed", error_code=exc.code, error=exc.message)
     return error_response(request, status, exc.code, exc.message, exc.details, prom_type, headers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -137,11 +137,29 @@ def make_engine(services: Services) -> Engine:
     return Engine(services.storage, engine_options(services.settings))
 
 
-def _success(data: bytes, warnings: Sequence[str] = ()) -> Response:
+def _body(data: bytes, warnings: Sequence[str] = ()) -> bytes:
     body = b'{"status":"success","data":' + data
     if warnings:
         body += b',"warnings":' + orjson.dumps(list(warnings))
-    return Response(body + b"}", media_type="application/json")
+    return body + b"}"
+
+
+def _success(data: bytes, warnings: Sequence[str] = ()) -> Response:
+    return Response(_body(data, warnings), media_type="application/json")
+
+
+async def _cached(
+    services: Services, tenant: str, parts: tuple[Any, ...], end_ms: int, compute: Callable[[], Awaitable[bytes]]
+) -> Response:
+    """The answer from the query cache when the range is old enough to be cached; the query text
+    is keyed with its white space folded."""
+    cache = services.query_cache
+    if cache is None:
+        body = await compute()
+    else:
+        kind, text, *rest = parts
+        body, _ = await cache.get_or_compute(tenant, (kind, " ".join(text.split()), *rest), end_ms, compute)
+    return Response(body, media_type="application/json")
 
 
 def _json_success(data: Any, warnings: Sequence[str] = ()) -> Response:
@@ -170,12 +188,15 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> R
     t = parse_time(params.get("time"), "time", now_ms)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
-    with services.metrics.query.time("instant"):
-        result = await make_engine(services).instant(
-            tenant, params.get("query") or "", t, lookback_ms=lookback, timeout_s=timeout
-        )
-    data, truncated = render(result, as_range=False, limit=limit)
-    return _success(data, [TRUNCATED] if truncated else [])
+    text = params.get("query") or ""
+
+    async def compute() -> bytes:
+        with services.metrics.query.time("instant"):
+            result = await make_engine(services).instant(tenant, text, t, lookback_ms=lookback, timeout_s=timeout)
+        data, truncated = render(result, as_range=False, limit=limit)
+        return _body(data, [TRUNCATED] if truncated else [])
+
+    return await _cached(services, tenant, ("instant", text, t, lookback, limit), t, compute)
 
 
 def check_range(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> None:
@@ -209,12 +230,17 @@ async def query_range(request: Request, services: ServicesDep, tenant: TenantDep
     check_range(start, end, step, services.settings.limits.max_points_per_series)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
-    with services.metrics.query.time("range"):
-        result = await make_engine(services).range(
-            tenant, params.get("query") or "", start, end, step, lookback_ms=lookback, timeout_s=timeout
-        )
-    data, truncated = render(result, as_range=True, limit=limit)
-    return _success(data, [TRUNCATED] if truncated else [])
+    text = params.get("query") or ""
+
+    async def compute() -> bytes:
+        with services.metrics.query.time("range"):
+            result = await make_engine(services).range(
+                tenant, text, start, end, step, lookback_ms=lookback, timeout_s=timeout
+            )
+        data, truncated = render(result, as_range=True, limit=limit)
+        return _body(data, [TRUNCATED] if truncated else [])
+
+    return await _cached(services, tenant, ("range", text, start, end, step, lookback, limit), end, compute)
 
 
 @router.api_route("/format_query", methods=["GET", "POST"])

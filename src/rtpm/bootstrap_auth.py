@@ -1,0 +1,69 @@
+"""Composition of the security layer: the AuthStore for the storage backend in use, the token
+signing keys, the rate limiter, and the admin made on first start. Called by `bootstrap.py`."""
+
+from __future__ import annotations
+
+import structlog
+
+from rtpm.errors import AlreadyExists
+from rtpm.security.ratelimit import RateLimiter
+from rtpm.security.service import AuthService
+from rtpm.security.tokens import TokenService, load_signing_keys
+from rtpm.settings import Settings
+from rtpm.storage.auth_base import AuthStore
+from rtpm.storage.base import Storage
+
+log = structlog.get_logger("rtpm.security")
+
+
+def make_auth_store(storage: Storage) -> AuthStore:
+    from rtpm.storage.sqlite import SqliteStorage
+
+    if isinstance(storage, SqliteStorage):
+        from rtpm.storage.sqlite_auth import SqliteAuthStore
+
+        return SqliteAuthStore(storage)
+    from rtpm.storage.postgres import PostgresStorage
+
+    if isinstance(storage, PostgresStorage):
+        from rtpm.storage.postgres_auth import PostgresAuthStore
+
+        return PostgresAuthStore(storage)
+    raise TypeError(f"no AuthStore for {type(storage).__name__}")
+
+
+def make_auth_service(settings: Settings, storage: Storage, limiter: RateLimiter) -> AuthService:
+    """Raises ConfigError (outside development) for a missing or weak JWT secret."""
+    auth = settings.auth
+    keys = load_signing_keys(auth, environment=settings.environment, data_dir=settings.data_dir)
+    tokens = TokenService(
+        keys,
+        issuer=auth.jwt_issuer,
+        access_ttl_seconds=auth.access_token_ttl_seconds,
+        refresh_ttl_seconds=auth.refresh_token_ttl_seconds,
+    )
+    return AuthService(make_auth_store(storage), tokens, limiter=limiter, cache_seconds=auth.api_key_cache_seconds)
+
+
+async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService, RateLimiter]:
+    """The AuthService and RateLimiter; on first start also the admin user, whose generated
+    password is printed once (or taken from RTPM_ADMIN_PASSWORD, and then not printed)."""
+    limiter = RateLimiter(settings.auth.rate_limit, redis_url=settings.redis_url)
+    service = make_auth_service(settings, storage, limiter)
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    username = settings.auth.admin_username
+    try:
+        generated = await service.ensure_admin(tenant=settings.default_tenant, username=username, password=given)
+    except AlreadyExists:  # another process of this deployment made it at the same moment
+        generated = None
+    if generated is not None:
+        print(
+            f"  first start: created user {username!r} (role admin, tenant {settings.default_tenant!r}) "
+            f"with password: {generated}\n"
+            "  it is shown only this once; change it with `rtpm users passwd "
+            f"{username}`",
+            flush=True,
+        )
+    if not settings.auth.enabled:
+        log.warning("auth_disabled", effect="every caller is an admin of the default tenant")
+    return service, limiter
