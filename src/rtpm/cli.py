@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from rtpm import __version__
 from rtpm.cli_auth import add_auth_commands, check_auth_settings, login_hint
+from rtpm.cli_client import add_client_commands
 from rtpm.cli_jobs import add_job_commands
 from rtpm.settings import Settings
 
@@ -38,7 +39,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
     prepare_multiprocess_dir(metrics_dir)
     _exit_zero_on_sigterm()
     uvicorn.run(
-        "rtpm.api.app:app_from_env",
+        "rtpm.api.factory:app_from_env",
         factory=True,
         workers=args.workers,
         host=host,
@@ -53,6 +54,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from rtpm.logging import configure_logging
+
+    configure_logging(settings)  # before the app's modules are imported
     import uvicorn
 
     from rtpm.api.ws_server import raise_fd_limit
@@ -61,10 +65,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from rtpm.api.app import create_app
     from rtpm.api.ws_server import uvicorn_ws_options
-    from rtpm.logging import configure_logging
     from rtpm.metrics import multiprocess_dir, prepare_multiprocess_dir
 
-    configure_logging(settings)
     problem = check_auth_settings(settings)
     if problem is not None:
         print(f"rtpm: {problem}", file=sys.stderr)
@@ -139,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     migrate = sub.add_parser("migrate", help="apply pending schema migrations and exit")
     migrate.set_defaults(func=_migrate)
-    add_job_commands(sub)
     add_auth_commands(sub)
+    add_client_commands(sub)
+    add_job_commands(sub)
     return parser
 
 

@@ -62,13 +62,3 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(write.router)
     app.include_router(ws.router)
     return app
-
-
-def app_from_env() -> FastAPI:
-    """Factory for `uvicorn --factory rtpm.api.app:app_from_env` (each `rtpm serve --workers N`
-    worker): Settings from the environment, logging configured in this process."""
-    from rtpm.logging import configure_logging
-
-    settings = Settings()
-    configure_logging(settings)
-    return create_app(settings)

@@ -3,16 +3,17 @@ values aggregated in multi-process mode). A public probe, like /health."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from rtpm.api.auth import self_monitoring
 from rtpm.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", dependencies=[Depends(self_monitoring())], response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition format 0.0.4 of `rtpm_*` (and `process_*` with one worker)."""
     # Multi-process mode reads one file per process and metric: keep it off the event loop.
