@@ -151,7 +151,6 @@ class AlertEvaluationRunner:
             try:
                 await self.tick()
             except RtpmError as exc:
-                self.is_leader = False
                 log.warning("alert_evaluation_round_failed", error=exc.message)
             except Exception:  # a process edge: keep evaluating, but leave a traceback
                 log.exception("alert_evaluation_round_crashed")
