@@ -8,11 +8,10 @@ one append per (series, tick): all the samples of a series that arrive within on
 `_Update`, offered once to each target connection and encoded to JSON once for all of them.
 
 Delivery. A ticker runs every `batch_interval_seconds`; each connection with something pending
-hands its messages to its own sender task, which is the only writer to its socket. Per connection
-at most `queue_max_series` series wait; when a client falls behind (its previous messages are
-still being written at the next tick), a series' newer update replaces the waiting one
-(coalescing), a new series past the bound is dropped, and the client gets a `lagged` message with
-the counts once it catches up. A client that stays behind for `lag_close_seconds` is closed with
+hands its messages to its own sender task, which is the only writer to its socket. When a client
+falls behind (its previous messages are still being written), a series' newer update replaces the
+waiting one (coalescing), at most `queue_max_series` series wait and newer ones are dropped, and the
+client gets a `lagged` message with the counts once it catches up. A client that stays behind for `lag_close_seconds` is closed with
 1013. Nothing here awaits a client: a slow socket only ever blocks its own sender task.
 """
 
@@ -224,7 +223,11 @@ class LiveConnection:
                 hub.stats.samples_coalesced += len(waiting.samples)
             self.pending[labels] = update
             return
-        if len(self.pending) >= hub.opts.queue_max_series:
+        waiting_series = len(self.pending)
+        bound = hub.opts.queue_max_series
+        # The bound is on backlog: a client still writing earlier messages keeps at most `bound` series;
+        # one that keeps up may take a whole tick's worth (up to ten times that) in one go.
+        if waiting_series >= bound and (self.sending or self.outbox or waiting_series >= bound * 10):
             self.dropped += len(update.samples)
             hub.stats.samples_dropped += len(update.samples)
             return
