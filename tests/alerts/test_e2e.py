@@ -171,6 +171,10 @@ def test_manual_resolve_is_recorded_and_a_new_alert_opens_while_the_condition_ho
         assert hist["total"] == 2
         closed = [a for a in hist["alerts"] if a["id"] == first["id"]][0]
         assert closed["resolved_by"] == "anonymous"
+        # Deleting the rule resolves (and notifies) what it had firing; history stays.
+        assert c.delete(f"/api/v1/alerts/rules/{again['rule_id']}").status_code == 204
+        wait_for("a second resolved webhook", lambda: len(webhook.payloads("resolved")) == 2)
+        assert active(c) == [] and c.get("/api/v1/alerts/history").json()["total"] == 2
 
 
 def test_rule_crud(server_factory: Callable[..., RtpmServer]) -> None:

@@ -130,14 +130,32 @@ async def update_rule(rule_id: int, request: Request, services: ServicesDep, ten
         base=base,
         known_receivers=_known_receivers(alerting),
     )
-    return rule_to_output(await alerting.store.update_rule(rule))
+    saved = await alerting.store.update_rule(rule)
+    if base.enabled and not saved.enabled:
+        await _close_rule_alerts(services, alerting, saved, "rule disabled")
+    return rule_to_output(saved)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, dependencies=WRITE)
 async def delete_rule(rule_id: int, services: ServicesDep, tenant: TenantDep) -> Response:
-    if not await _alerting(services).store.delete_rule(tenant, rule_id):
+    """Delete a rule. Its firing alerts are resolved (and notified) first; history stays."""
+    alerting = _alerting(services)
+    rule = await _rule_or_404(alerting, tenant, rule_id)
+    await _close_rule_alerts(services, alerting, rule, "rule deleted")
+    if not await alerting.store.delete_rule(tenant, rule_id):
         raise NotFoundError(f"alert rule {rule_id} not found")
     return Response(status_code=204)
+
+
+async def _close_rule_alerts(services: Services, alerting: Alerting, rule: AlertRule, why: str) -> None:
+    """A rule that stops being evaluated resolves its active alerts, so none stays firing forever."""
+    notes = []
+    for alert in await alerting.store.active_alerts(tenant=rule.tenant, rule_id=rule.id):
+        resolved, note = resolve_manually(alert, rule, _now_ms(services), why)
+        if await alerting.store.close_alert(resolved) and note is not None:
+            notes.append(note)
+    if notes:
+        await alerting.notify(notes)
 
 
 # ---- alerts -----------------------------------------------------------------------------------
