@@ -10,8 +10,17 @@ from typing import Any
 from rtpm.settings import Settings
 
 
+def _celery_logging(settings: Settings) -> None:
+    from rtpm.logging import configure_logging, connect_celery_signals
+
+    configure_logging(settings)
+    connect_celery_signals()  # task id and name bound into every log line of a task
+
+
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from rtpm.jobs.celery_app import make_celery
+
+    _celery_logging(settings)
 
     argv = ["worker", f"--loglevel={args.loglevel}", f"--concurrency={args.concurrency}"]
     if args.hostname:
@@ -22,6 +31,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _beat(settings: Settings, args: argparse.Namespace) -> int:
     from rtpm.jobs.celery_app import make_celery
+
+    _celery_logging(settings)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = args.schedule or str(settings.data_dir / "celerybeat-schedule")

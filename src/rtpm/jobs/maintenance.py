@@ -53,6 +53,7 @@ async def compact(store: MaintenanceStore, *, now_ms: int, opts: MaintenanceSett
         cutoff = min(cutoff, _floor(rolled, window))
     result = JobResult("compaction")
     wm = await _start_of(store, "compacted_until", opts, window)
+    await store.set_watermark("compacted_until", wm)
     while wm + window <= cutoff and result.items < _MAX_COMPACT_WINDOWS:
         chunks_written, moved = await store.compact_window(wm, wm + window, None)
         result.items += 1
@@ -101,6 +102,7 @@ async def rollup(store: MaintenanceStore, *, now_ms: int, opts: MaintenanceSetti
     closed = _floor(now_ms - int((opts.late_grace_seconds + opts.safety_seconds) * 1000), fine)
     result = JobResult("rollup")
     wm = await _start_of(store, "rolled_up_until", opts, fine)
+    await store.set_watermark("rolled_up_until", wm)  # the first run records where rollups start
     while wm < closed:
         end = min(closed, wm + _MAX_ROLLUP_SPAN_MS)
         ids = await store.series_with_raw(wm, end)

@@ -136,7 +136,7 @@ class EmbeddedScheduler:
             result = await st.run(int(started * 1000))
             ok = True
             st.last_error = None
-            log.info(
+            (log.info if getattr(result, "items", 0) else log.debug)(
                 "job_done",
                 job=name,
                 seconds=round(time.perf_counter() - t0, 3),

@@ -45,6 +45,11 @@ class MaintenanceStore(Protocol):
 
     async def clear_late_writes(self, kind: str, marks: list[tuple[int, int, int]]) -> None: ...
 
+    async def has_late_writes(self, kind: str, ids: list[int], start_ms: int, end_ms: int) -> bool:
+        """Whether any of `ids` has a mark of `kind` whose bucket may overlap [start_ms, end_ms)
+        (rollup marks are hours, compaction marks windows: both start at most a day earlier)."""
+        ...
+
     async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
         """Move raw samples in [start_ms, end_ms) (of `series_ids`, or all) into the chunk of that
         window, merged with what the chunk held (raw rows win). Returns (chunks written, samples moved)."""

@@ -85,6 +85,18 @@ class PostgresMaintenance:
                 [m[2] for m in marks],
             )
 
+    async def has_late_writes(self, kind: str, ids: list[int], start_ms: int, end_ms: int) -> bool:
+        async with self._s._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM late_writes WHERE kind = $1 AND series_id = ANY($2::bigint[]) "
+                "AND bucket > $3 AND bucket < $4)",
+                kind,
+                ids,
+                start_ms - 86_400_000,
+                end_ms,
+            )
+        return bool(found)
+
     async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
         ids = series_ids if series_ids is not None else await self._all_series_ids()
         written = moved = 0

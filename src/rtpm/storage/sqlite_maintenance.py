@@ -97,6 +97,18 @@ class SqliteMaintenance:
 
         await self._s._write(run)
 
+    async def has_late_writes(self, kind: str, ids: list[int], start_ms: int, end_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return any(
+                conn.execute(
+                    "SELECT 1 FROM late_writes WHERE kind = ? AND series_id = ? AND bucket > ? AND bucket < ? LIMIT 1",
+                    (kind, sid, start_ms - 86_400_000, end_ms),
+                ).fetchone()
+                for sid in ids
+            )
+
+        return await self._s._read(run)
+
     async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
         ids = series_ids if series_ids is not None else await self._s._read(_all_series_ids)
         written = moved = 0
