@@ -13,7 +13,7 @@ from rtpm.api import errors
 from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes import exposition, health, metrics, prometheus, promql_seed, write, ws
+from rtpm.api.routes import alerts, exposition, health, metrics, prometheus, promql_seed, write, ws
 from rtpm.api.security import install_security
 from rtpm.bootstrap import Services, build_services
 from rtpm.metrics import Metrics, mark_process_dead
@@ -58,6 +58,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(exposition.router)
     app.include_router(metrics.router)
     app.include_router(prometheus.router)
+    app.include_router(alerts.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)
     app.include_router(ws.router)
