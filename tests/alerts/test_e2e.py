@@ -274,3 +274,27 @@ def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
         wait_for("the resolved webhook", lambda: webhook.payloads("resolved"))
         evaluations_after(client, rule["id"], 2)
         assert len(webhook.payloads("firing")) == 1 and len(webhook.payloads("resolved")) == 1
+
+
+def test_transitions_reach_the_live_websocket_channel(server_factory: Callable[..., RtpmServer]) -> None:
+    from websockets.sync.client import connect
+
+    server = server_factory(env=alerting_env())
+    ws_url = server.url.replace("http://", "ws://") + "/ws/metrics"
+    with connect(ws_url, open_timeout=10) as ws, httpx.Client(base_url=server.url, timeout=30) as c:
+        ws.send(json.dumps({"type": "subscribe", "data": {"subscription": "alerts", "labels": {"host": "web-1"}}}))
+
+        def next_alert() -> dict[str, Any]:
+            while True:
+                msg = json.loads(ws.recv(timeout=20))
+                if msg["type"] == "alert":
+                    return dict(msg["alert"])
+
+        create_rule(c, {**CPU_RULE, "for": 0})
+        ingest(c, 88.0)
+        fired = next_alert()
+        assert (fired["event"], fired["status"], fired["rule_name"]) == ("firing", "firing", "HighCPU")
+        assert fired["labels"]["host"] == "web-1" and fired["current_value"] == 88.0
+        ingest(c, 8.0)
+        resolved = next_alert()
+        assert (resolved["event"], resolved["status"], resolved["id"]) == ("resolved", "resolved", fired["id"])
