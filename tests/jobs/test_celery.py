@@ -155,8 +155,9 @@ def test_worker_and_beat_run_every_job_and_a_killed_task_runs_again(
         RTPM_REDIS_URL=broker,
         RTPM_DATA_DIR=str(tmp_path / "data"),
         RTPM_JOBS="celery",
-        RTPM_MAINTENANCE__ROLLUP_INTERVAL_SECONDS="1",
-        RTPM_MAINTENANCE__COMPACTION_INTERVAL_SECONDS="1",
+        RTPM_MAINTENANCE__ROLLUP_INTERVAL_SECONDS="2",
+        RTPM_MAINTENANCE__COMPACTION_INTERVAL_SECONDS="2",
+        RTPM_ALERTING__POLL_SECONDS="2",
         RTPM_MAINTENANCE__RETENTION_INTERVAL_SECONDS="2",
         RTPM_MAINTENANCE__TASK_TIME_LIMIT_SECONDS="60",
     )
@@ -177,6 +178,9 @@ def test_worker_and_beat_run_every_job_and_a_killed_task_runs_again(
 
         wait_for(lambda: asyncio.run(done()), 90, "rollups at every resolution and compaction, from beat + worker")
         assert "rtpm.jobs.retention" in procs[0].text()
+        # alert evaluation runs on the same workers: a rule over fresh samples fires
+        asyncio.run(add_rule_and_fresh_samples(pg_dsn, pg_schema))
+        wait_for(lambda: asyncio.run(firing(pg_dsn, pg_schema)), 60, "the rule evaluated by a Celery worker to fire")
         beat.stop()
         procs.remove(beat)
         asyncio.run(check_rollups(pg_dsn, pg_schema, start))
@@ -185,12 +189,36 @@ def test_worker_and_beat_run_every_job_and_a_killed_task_runs_again(
         # killed mid-task and the task must run again on another worker.
         late = WriteBatch("default")
         late.add(make_labels("cpu_seconds_total", {"host": "h1"}), start + 61_000, 10_000.0)
-        asyncio.run(load(pg_dsn, pg_schema, late))
-        asyncio.run(_kill_mid_task(pg_dsn, pg_schema, env, procs, tmp_path))
+        asyncio.run(_kill_mid_task(pg_dsn, pg_schema, env, procs, tmp_path, late))
         assert asyncio.run(check_rollups(pg_dsn, pg_schema, start)) == 10_000.0
     finally:
         for p in procs:
             p.stop()
+
+
+async def add_rule_and_fresh_samples(dsn: str, schema: str) -> None:
+    from rtpm.model.alerts import AlertRule
+
+    storage = await _open(dsn, schema)
+    try:
+        await storage.alerts.create_rule(
+            AlertRule(tenant="default", name="HotCpu", expr="cpu_temp_celsius > 80", evaluation_interval_seconds=1)
+        )
+        b = WriteBatch("default")
+        now = int(time.time() * 1000)
+        for i in range(5):
+            b.add(make_labels("cpu_temp_celsius", {"host": "h0"}), now - 4000 + i * 1000, 90.0)
+        await storage.write([b])
+    finally:
+        await storage.close()
+
+
+async def firing(dsn: str, schema: str) -> bool:
+    storage = await _open(dsn, schema)
+    try:
+        return any(a.state.value == "firing" for a in await storage.alerts.active_alerts(tenant="default"))
+    finally:
+        await storage.close()
 
 
 async def _open(dsn: str, schema: str) -> PostgresStorage:
@@ -207,16 +235,21 @@ async def _hour_max(storage: PostgresStorage, start: int) -> float:
     return float(rows[ids[0]].max[0])
 
 
-async def _kill_mid_task(dsn: str, schema: str, env: dict[str, str], procs: list[Proc], tmp_path: Path) -> None:
+async def _kill_mid_task(
+    dsn: str, schema: str, env: dict[str, str], procs: list[Proc], tmp_path: Path, late: WriteBatch
+) -> None:
     from rtpm.jobs.celery_app import make_celery
     from rtpm.settings import Settings
 
     app = make_celery(Settings(_env_file=None, redis_url=env["RTPM_REDIS_URL"]))  # type: ignore[call-arg]
+    app.control.purge()  # what beat queued before it stopped
+    wait_for(lambda: not any((app.control.inspect(timeout=1).active() or {"": [1]}).values()), 30, "an idle worker")
     lock = await asyncpg.connect(dsn)
     tx = lock.transaction()
     await tx.start()
     await lock.execute(f'LOCK TABLE "{schema}".rollups IN ACCESS EXCLUSIVE MODE')
     try:
+        await load(dsn, schema, late)  # its rollup must wait for the lock, whoever runs it
         app.send_task("rtpm.jobs.rollup")
 
         def running_pid() -> int | None:

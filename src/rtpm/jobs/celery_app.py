@@ -54,7 +54,15 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": max(120, int(opts.task_time_limit_seconds * 2))},
         worker_hijack_root_logger=False,
         beat_schedule={
-            f"rtpm-{name}": {"task": f"rtpm.jobs.{name}", "schedule": job.interval(opts)} for name, job in JOBS.items()
+            **{
+                f"rtpm-{name}": {"task": f"rtpm.jobs.{name}", "schedule": job.interval(opts)}
+                for name, job in JOBS.items()
+            },
+            "rtpm-evaluate-rules": {
+                "task": "rtpm.jobs.evaluate_rules",
+                "schedule": max(1.0, settings.alerting.poll_seconds),
+                "options": {"expires": max(5.0, settings.alerting.poll_seconds * 5)},  # stale runs are skipped
+            },
         },
     )
 
@@ -73,6 +81,21 @@ def make_celery(settings: Settings) -> Celery:
             retry_backoff_max=300,
             max_retries=10,
         )(task)
+
+    @app.task(
+        name="rtpm.jobs.evaluate_rules",
+        bind=True,
+        acks_late=True,
+        autoretry_for=(StorageUnavailable,),
+        retry_backoff=True,
+        max_retries=3,
+    )
+    def evaluate_rules(self: Task, now_ms: int | None = None) -> dict[str, Any]:
+        from rtpm.jobs.alert_task import evaluate_rules_once
+
+        when = now_ms if now_ms is not None else int(time.time() * 1000)
+        return asyncio.run(evaluate_rules_once(settings, when))
+
     return app
 
 
