@@ -133,14 +133,21 @@ async def test_recent_data_is_rolled_up_by_the_watermark(storage: Storage) -> No
     assert sum(int(r.count.sum()) for r in got.values()) == 24
 
 
+async def db_pages(storage: Storage) -> int:
+    if storage.backend != "sqlite":
+        return 0
+    return int(await storage._read(lambda c: c.execute("PRAGMA page_count").fetchone()[0]))  # type: ignore[attr-defined]
+
+
 async def test_retention_drops_old_data_and_keeps_new(storage: Storage) -> None:
     maint = storage.maintenance  # type: ignore[attr-defined]
     t = now_ms()
     old_day = t - t % DAY - 10 * DAY
-    await storage.write([series_batch(old_day, old_day + 2 * HOUR, 60_000)])
+    await storage.write([series_batch(old_day, old_day + 2 * HOUR, 1_000, hosts=5)])
     await storage.write([series_batch(t - HOUR, t, 60_000)])
     await rollup(maint, now_ms=t + HOUR, opts=OPTS)
     future = t + 6 * DAY  # the old day is now 16 days old, past the 15-day raw retention
+    pages_before = await db_pages(storage)
     result = await enforce_retention(maint, now_ms=future, opts=OPTS)
     assert result.details["raw"] > 0
     q = storage.querier("t", old_day - DAY, t + DAY)
@@ -150,6 +157,8 @@ async def test_retention_drops_old_data_and_keeps_new(storage: Storage) -> None:
         from rtpm.storage.postgres import partition_name
 
         assert partition_name(old_day // DAY) not in await storage.partitions()  # type: ignore[attr-defined]
+    else:  # SQLite gives freed pages back to the file system
+        assert await db_pages(storage) < pages_before
     status = await maint.status("t")
     assert status.raw_samples == 3 * 60
     # rollups of the old day are still there (1m keeps 30 days)...

@@ -73,10 +73,11 @@ async def aggregated(
     width_ms: int,
     aggregation: RollupAggregation,
 ) -> tuple[list[BucketedSeries], int | None]:
-    """Per matching series, one point per closed bucket in [start_ms, end_ms]; and the time up to
+    """Per matching series, one point per closed bucket wholly in [start_ms, end_ms]; and the time up to
     which rollups are complete (later buckets are not rolled up yet)."""
     found = await store.find_series(tenant, list(matchers))
-    loaded = await store.load_rollups(width_ms, [sid for sid, _ in found], start_ms - start_ms % width_ms, end_ms + 1)
+    # buckets wholly inside [start_ms, end_ms]
+    loaded = await store.load_rollups(width_ms, [sid for sid, _ in found], start_ms, end_ms + 2 - width_ms)
     out = []
     for sid, labels in found:
         rows = loaded.get(sid)
@@ -229,7 +230,9 @@ async def seed_query(
     found = await storage.querier(tenant, raw_from, end_ms).select(matchers, max_samples=max_samples)
     if len(found) > max_series:
         raise BadDataError(f"query matches {len(found)} series, more than max_query_series={max_series}")
-    tail = bucketize(found, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, aggregation=aggregation, group_by=group_by)
+    tail = bucketize(
+        found, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, aggregation=aggregation, group_by=group_by
+    )
     if head is None:
         return tail, "raw"
     if len(head) > max_series:
