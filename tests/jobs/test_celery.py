@@ -292,3 +292,44 @@ async def _kill_mid_task(
         await asyncio.sleep(0.3)
     log = procs[0].text() + procs[-1].text()
     assert "WorkerLostError" in log or "Worker exited prematurely" in log or "rejected" in log.lower()
+
+
+def test_flower_runs_against_the_same_app(broker: str, tmp_path: Path) -> None:
+    """`celery -A rtpm.jobs.celery_app flower` finds the app and serves its dashboard API."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTPM_")}
+    env.update(RTPM_REDIS_URL=broker, RTPM_DATA_DIR=str(tmp_path / "data"), FLOWER_UNAUTHENTICATED_API="true")
+    port = free_port()
+    log = open(tmp_path / "flower.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "rtpm.jobs.celery_app",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            f"--db={tmp_path / 'flower.db'}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2).text == "OK"
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "flower to answer /healthcheck")
+        assert httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10).status_code == 200
+        assert "Flower" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
