@@ -16,6 +16,7 @@ Usage:
   python bench/query.py --db /tmp/bench.db --start-prometheus # also load + start /usr/bin/prometheus
   python bench/query.py --db /tmp/bench.db --prometheus http://127.0.0.1:9090  # a Prometheus you run
   python bench/query.py --dsn postgresql://... --load         # PostgreSQL instead of SQLite
+  python bench/query.py --db /tmp/bench.db --compact          # first run the jobs a server would have run
 Options: --runs N (default 30). Nothing is started except, with --start-prometheus, one Prometheus on
 a free loopback port with a temporary data dir, stopped at exit. The data's "now" is stored next to
 the database (`<db>.now`) so later runs query the same window.
@@ -169,11 +170,18 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--prometheus", help="URL of a Prometheus already holding the data")
     ap.add_argument("--start-prometheus", action="store_true", help="start /usr/bin/prometheus and load it")
+    ap.add_argument("--schema", default="bench_query", help="PostgreSQL schema (with --dsn)")
+    ap.add_argument(
+        "--compact",
+        action="store_true",
+        help="after loading, run the rollup and compaction jobs as a running server would have "
+        "(samples older than 2 h move into compressed chunks)",
+    )
     args = ap.parse_args()
     if args.dsn:
         from rtpm.storage.postgres import PostgresStorage
 
-        storage: Storage = PostgresStorage(args.dsn)
+        storage: Storage = PostgresStorage(args.dsn, schema=args.schema)
         now_file = Path(tempfile.gettempdir()) / "rtpm-bench-pg.now"
     else:
         if args.db is None:
@@ -190,6 +198,19 @@ async def main() -> None:
         now_file.write_text(str(now_ms))
         print(f"loaded {SERIES} series x 1 day into RTPM in {time.perf_counter() - t0:.1f} s")
     now_ms = int(now_file.read_text())
+    if args.compact:
+        from rtpm.jobs.maintenance import compact, rollup
+        from rtpm.settings import MaintenanceSettings
+
+        t0 = time.perf_counter()
+        store = storage.maintenance  # type: ignore[attr-defined]
+        while await store.late_writes("rollup", 1):
+            await rollup(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())
+        moved = 0
+        while await store.late_writes("compact", 1):
+            moved += (await compact(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())).samples
+        await store.reclaim_space()
+        print(f"rolled up and compacted {moved:,} samples in {time.perf_counter() - t0:.1f} s")
     proc = None
     prom = args.prometheus
     try:
