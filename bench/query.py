@@ -204,11 +204,13 @@ async def main() -> None:
 
         t0 = time.perf_counter()
         store = storage.maintenance  # type: ignore[attr-defined]
-        while await store.late_writes("rollup", 1):
-            await rollup(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())
-        moved = 0
-        while await store.late_writes("compact", 1):
-            moved += (await compact(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())).samples
+        while (await rollup(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())).details["late_marks"]:
+            pass
+        moved = step = 1
+        while step:  # until a run finds nothing more to compact
+            step = (await compact(store, now_ms=int(time.time() * 1000), opts=MaintenanceSettings())).samples
+            moved += step
+        moved -= 1
         await store.reclaim_space()
         print(f"rolled up and compacted {moved:,} samples in {time.perf_counter() - t0:.1f} s")
     proc = None
