@@ -40,6 +40,7 @@ from rtpm.storage._series import (
     merged_metadata,
 )
 from rtpm.storage.postgres_alerts import PostgresAlertStore
+from rtpm.storage.postgres_dashboards import PostgresDashboardStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
 
 DAY_MS = 86_400_000
@@ -81,6 +82,7 @@ class PostgresStorage:
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = PostgresMaintenance(self)
         self.alerts = PostgresAlertStore(self)
+        self.dashboards = PostgresDashboardStore(self)
         self._schema = schema
         self._pool_size = pool_size
         self._days_ahead = partition_days_ahead

@@ -40,6 +40,7 @@ from rtpm.storage._series import (
 )
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.sqlite_alerts import SqliteAlertStore
+from rtpm.storage.sqlite_dashboards import SqliteDashboardStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class SqliteStorage:
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = SqliteMaintenance(self)
         self.alerts = SqliteAlertStore(self)
+        self.dashboards = SqliteDashboardStore(self)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
         self._local = threading.local()
