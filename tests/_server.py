@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests._auth import TEST_ADMIN_PASSWORD
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -36,11 +38,16 @@ class RtpmServer:
         self.args = args or []
         self.startup_timeout = startup_timeout_seconds
         self.proc: subprocess.Popen[bytes] | None = None
+        self._api_key: str | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTPM_")}
         env.update(self.env)
         env.setdefault("RTPM_ENVIRONMENT", "test")
+        env.setdefault("RTPM_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD)
+        # Generous budgets: tests that are not about rate limits must never meet one.
+        for budget in ("INGEST", "QUERY", "ADMIN", "ANONYMOUS"):
+            env.setdefault(f"RTPM_AUTH__RATE_LIMIT__{budget}", "1000000/minute")
         if getattr(self, "_log", None) is not None:
             self._log.close()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -65,6 +72,30 @@ class RtpmServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"rtpm serve not ready after {self.startup_timeout}s:\n{self.log()}")
+
+    def token(self, username: str = "admin", password: str = TEST_ADMIN_PASSWORD) -> str:
+        """An access token of a user, by logging in."""
+        r = httpx.post(self.url + "/api/v1/auth/login", json={"username": username, "password": password}, timeout=30)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    @property
+    def api_key(self) -> str:
+        """An API key with every scope in the default tenant, made (once) by the admin over HTTP."""
+        if self._api_key is None:
+            r = httpx.post(
+                self.url + "/api/v1/auth/keys",
+                json={"name": "tests", "scopes": ["admin", "alerts:read", "alerts:write", "metrics:read", "metrics:write"]},
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=30,
+            )
+            assert r.status_code == 201, r.text
+            self._api_key = str(r.json()["key"])
+        return self._api_key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def log(self) -> str:
         try:

@@ -91,7 +91,7 @@ def test_threshold_alert_goes_pending_then_firing_then_resolved_with_one_webhook
     server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver
 ) -> None:
     server = server_factory(env=alerting_env(webhook))
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         rule = create_rule(c, CPU_RULE)
         assert rule["expr"] == 'cpu_usage{host="web-1"} > 75'
         assert c.get("/api/v1/alerts/rules").json()[0]["name"] == "HighCPU"
@@ -153,7 +153,7 @@ def test_manual_resolve_is_recorded_and_a_new_alert_opens_while_the_condition_ho
     server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver
 ) -> None:
     server = server_factory(env=alerting_env(webhook))
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         create_rule(c, {**CPU_RULE, "for": 0})
         ingest(c, 90.0)
         first = wait_for("a firing alert", lambda: [a for a in active(c) if a["status"] == "firing"])[0]
@@ -179,7 +179,7 @@ def test_manual_resolve_is_recorded_and_a_new_alert_opens_while_the_condition_ho
 
 def test_rule_crud(server_factory: Callable[..., RtpmServer]) -> None:
     server = server_factory(env=alerting_env(RTPM_ALERTING__EVALUATION_ENABLED="false"))
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         rule = create_rule(c, {"name": "Up", "expr": "up == 0", "for": "5m"})
         assert (rule["for_duration"], rule["evaluation_interval"], rule["severity"]) == (300, 60, "warning")
         dup = c.post("/api/v1/alerts/rules", json={"name": "Up", "expr": "up == 0"})
@@ -200,7 +200,7 @@ def test_alertmanager_receives_and_lists_the_alert(server_factory: Callable[...,
     am = Alertmanager(tmp_path / "am")
     try:
         server = server_factory(env=alerting_env(RTPM_ALERTING__ALERTMANAGER_URLS=json.dumps([am.url])))
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
             create_rule(c, {**CPU_RULE, "for": "1s"})
             ingest(c, 99.0)
             firing = wait_for("a firing alert", lambda: [a for a in active(c) if a["status"] == "firing"])[0]
@@ -220,13 +220,13 @@ def test_restart_neither_renotifies_nor_loses_the_resolve(
     server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver
 ) -> None:
     server = server_factory(env=alerting_env(webhook))
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         rule = create_rule(c, {**CPU_RULE, "for": "1s"})
         ingest(c, 95.0)
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
     server.kill()
     server.start()
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         evaluations_after(c, rule["id"], 3)  # the new process is leading and evaluating
         assert [a["status"] for a in active(c)] == ["firing"]
         assert len(webhook.payloads("firing")) == 1
@@ -258,7 +258,7 @@ def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
     env = alerting_env(webhook, RTPM_DATABASE_URL=pg_dsn, RTPM_DATABASE_SCHEMA=pg_schema, RTPM_LOG_FORMAT="json")
     a = server_factory(env=env)
     b = server_factory(env=env)
-    with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with httpx.Client(base_url=a.url, timeout=30, headers=a.headers) as ca, httpx.Client(base_url=b.url, timeout=30, headers=b.headers) as cb:
         rule = create_rule(ca, {**CPU_RULE, "for": "1s"})
         ingest(cb, 85.0)
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
@@ -281,7 +281,7 @@ def test_transitions_reach_the_live_websocket_channel(server_factory: Callable[.
 
     server = server_factory(env=alerting_env())
     ws_url = server.url.replace("http://", "ws://") + "/ws/metrics"
-    with connect(ws_url, open_timeout=10) as ws, httpx.Client(base_url=server.url, timeout=30) as c:
+    with connect(ws_url, open_timeout=10, additional_headers=server.headers) as ws, httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         ws.send(json.dumps({"type": "subscribe", "data": {"subscription": "alerts", "labels": {"host": "web-1"}}}))
 
         def next_alert() -> dict[str, Any]:

@@ -90,7 +90,7 @@ def alerting_rules_only(doc: dict) -> dict:  # type: ignore[type-arg]
 
 def test_a_dozen_rules_import_evaluate_and_export_back(server_factory: Callable[..., RtpmServer]) -> None:
     server = server_factory(env=alerting_env())
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         ingest(c, 90.0)  # cpu_usage{host="web-1"} = 90: HighCPU fires at once, CPUAverageHigh goes pending
         r = c.post("/api/v1/alerts/rules/import", content=RULES, headers={"Content-Type": "application/yaml"})
         assert r.status_code == 200, r.text

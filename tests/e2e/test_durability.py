@@ -25,7 +25,7 @@ def test_acknowledged_samples_survive_sigkill(
 
     def client(worker: int) -> None:
         seq = 0
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with httpx.Client(base_url=server.url, timeout=10, headers=server.headers) as c:
             while not stop.is_set():
                 items = [
                     {
@@ -61,7 +61,7 @@ def test_acknowledged_samples_survive_sigkill(
     assert len(acked) >= 4000, "clients did not get enough writes acknowledged before the kill"
 
     server.start()
-    with httpx.Client(base_url=server.url, timeout=60) as c:
+    with httpx.Client(base_url=server.url, timeout=60, headers=server.headers) as c:
         body = {"metric_name": "durable", "start_time": base - 1, "end_time": base + 3600}
         stored: dict[tuple[int, int], int] = {}
         for worker in range(4):

@@ -20,7 +20,7 @@ def server(server_factory: Callable[..., RtpmServer], backend_env: dict[str, str
 
 def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> None:
     now = time.time()
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         r = c.post(
             "/api/v1/metrics/ingest",
             json={
@@ -99,9 +99,9 @@ def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> No
 
 
 def test_data_survives_restart(server: RtpmServer) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         assert c.post("/api/v1/metrics/ingest", json={"name": "up", "value": 1}).status_code == 201
     server.terminate()
     server.start()
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         assert c.get("/api/v1/metrics/latest/up").json()["value"] == 1.0

@@ -15,6 +15,7 @@ from rtpm.api.app import create_app
 from rtpm.model.labels import Labels, Matcher, MatchType
 from rtpm.model.samples import MetricMetadata
 from rtpm.settings import LimitsSettings, Settings
+from tests._auth import grant
 
 LIMITS = LimitsSettings(
     max_labels_per_series=8,
@@ -59,6 +60,7 @@ def pusher_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callab
         limits = LIMITS.model_copy(update=limit_overrides)
         client = TestClient(create_app(settings_factory(limits=limits)), raise_server_exceptions=False)
         client.__enter__()
+        grant(client)
         clients.append(client)
         return Pusher(client)
 

@@ -78,7 +78,9 @@ def target() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def _start_prometheus(tmp_path: Path, target: str, rtpm_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_prometheus(
+    tmp_path: Path, target: str, rtpm_url: str, api_key: str
+) -> tuple[subprocess.Popen[bytes], str]:
     if not os.path.exists(PROMETHEUS):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
@@ -97,6 +99,9 @@ scrape_configs:
       - targets: ["{target}"]
 remote_write:
   - url: {rtpm_url}/api/v1/write
+    basic_auth:
+      username: prometheus
+      password: {api_key}
     remote_timeout: 10s
     queue_config:
       batch_send_deadline: 500ms
@@ -164,10 +169,10 @@ def test_rtpm_holds_what_prometheus_scraped_and_remote_wrote(
     tmp_path: Path, target: str, server_factory: Callable[..., RtpmServer]
 ) -> None:
     rtpm = server_factory()
-    proc, prom_url = _start_prometheus(tmp_path, target, rtpm.url)
+    proc, prom_url = _start_prometheus(tmp_path, target, rtpm.url, rtpm.api_key)
     log = tmp_path / "prometheus.log"
     try:
-        with httpx.Client(base_url=prom_url, timeout=10) as prom, httpx.Client(base_url=rtpm.url, timeout=10) as ours:
+        with httpx.Client(base_url=prom_url, timeout=10) as prom, httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours:
             _wait("prometheus ready", lambda: prom.get("/-/ready").status_code == 200, 30, log)
 
             def scraped_enough() -> bool:

@@ -54,7 +54,7 @@ def test_503_then_retry_stores_every_sample_exactly_once(server_factory: Callabl
 
     def send(body: bytes) -> int:
         nonlocal refused
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
             for _ in range(2000):
                 r = c.post("/api/v1/write", content=body, headers=HEADERS)
                 if r.status_code == 204:
@@ -73,7 +73,7 @@ def test_503_then_retry_stores_every_sample_exactly_once(server_factory: Callabl
     for _, sent in bodies:
         expected.update(sent)
     at = (base_ms + REQUESTS * 2000) / 1000 + 1
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
         r = c.get("/api/v1/query", params={"query": "rw_retry[1h]", "time": str(at)})
         assert r.status_code == 200, r.text
         result = r.json()["data"]["result"]

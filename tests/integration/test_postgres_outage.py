@@ -23,7 +23,7 @@ def test_outage_gives_503_and_recovery_is_automatic(
         dsn = pg_dsn.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
         server = server_factory(env={"RTPM_DATABASE_URL": dsn, "RTPM_DATABASE_SCHEMA": pg_schema})
         sample = {"name": "outage_probe", "value": 1.0}
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
             assert c.post("/api/v1/metrics/ingest", json=sample).status_code == 201
 
             proxy.cut()

@@ -29,6 +29,7 @@ from rtpm.api.app import create_app
 from rtpm.model.samples import WriteBatch
 from rtpm.settings import Settings
 from rtpm.storage.sqlite import SqliteStorage
+from tests._auth import grant
 from tests._server import free_port
 from tests.promql.difftest_data import Dataset, encode_write_request, generate
 
@@ -335,6 +336,7 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tes
     try:
         _load_prometheus(url, ds)
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            grant(client)
             yield url, client
     finally:
         proc.terminate()

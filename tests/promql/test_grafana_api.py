@@ -16,6 +16,7 @@ from rtpm.api.app import create_app
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import MetricMetadata, MetricType, WriteBatch
 from rtpm.settings import LimitsSettings, QuerySettings, Settings
+from tests._auth import grant
 
 NOW_S = int(time.time()) // 60 * 60
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Grafana/11.3.0"}
@@ -41,6 +42,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
         query=QuerySettings(timeout_seconds=30),
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        grant(c)
         services = c.app.state.services  # type: ignore[attr-defined]
         c.portal.call(services.storage.write, [_batch(services.settings.default_tenant)])  # type: ignore[union-attr]
         yield c

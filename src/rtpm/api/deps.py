@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from rtpm.bootstrap import Services
-from rtpm.errors import BadDataError
+from rtpm.errors import BadDataError, Unauthenticated
 
 
 def get_services(request: Request) -> Services:
@@ -16,10 +17,14 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_tenant(request: Request) -> str:
-    """The tenant of the caller. Until authentication lands every caller is the default tenant."""
-    services: Services = request.app.state.services
-    return getattr(request.state, "tenant", None) or services.settings.default_tenant
+def get_tenant(conn: HTTPConnection) -> str:
+    """The tenant of the authenticated caller. Fails closed: without a Principal set by an auth
+    dependency (`require(...)` in `rtpm.api.auth`) there is no tenant, and the request is refused."""
+    principal = getattr(conn.state, "principal", None)
+    if principal is None:
+        raise Unauthenticated("authentication required")
+    tenant: str = principal.tenant
+    return tenant
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from rtpm.api.app import create_app
 from rtpm.settings import LimitsSettings, Settings
+from tests._auth import grant
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
         max_points_per_series=100,
     )
     with TestClient(create_app(settings_factory(limits=limits)), raise_server_exceptions=False) as c:
+        grant(c)
         yield c
 
 

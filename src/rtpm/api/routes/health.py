@@ -127,10 +127,15 @@ async def detailed(services: ServicesDep) -> OrjsonResponse:
         "redis": redis,
         "job_runner": _check_jobs(services),
         "write_buffer": _check_buffer(services),
+        "rate_limits": services.limiter.status() if services.limiter else {"status": "off"},
     }
     if storage["status"] != "up":
         status = "unhealthy"
-    elif redis["status"] == "down" or checks["write_buffer"]["status"] != "up":
+    elif (
+        redis["status"] == "down"
+        or checks["write_buffer"]["status"] != "up"
+        or checks["rate_limits"]["status"] == "degraded"
+    ):
         status = "degraded"
     else:
         status = "healthy"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
 from rtpm.api.responses import OrjsonResponse
 from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
@@ -57,7 +58,7 @@ def _matchers(name: str, labels: dict[str, str]) -> list[Matcher]:
     return [Matcher.equal(METRIC_NAME, name)] + [Matcher.equal(k, v) for k, v in sorted(labels.items())]
 
 
-@router.post("/ingest", status_code=201, openapi_extra=_body_doc(MetricIn))
+@router.post("/ingest", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(MetricIn))
 async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
     """Store one sample; answers once it is committed."""
     item = await read_json(request)
@@ -82,7 +83,7 @@ async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     )
 
 
-@router.post("/batch", status_code=201, openapi_extra=_body_doc(BatchIn))
+@router.post("/batch", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(BatchIn))
 async def batch(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
     """Store many samples in one request: all of them, or none if any item is invalid (422 lists every
     bad item's index, field and reason)."""
@@ -109,7 +110,7 @@ def _label_filters(request: Request, skip: set[str]) -> dict[str, str]:
     return out
 
 
-@router.get("/latest/{name}")
+@router.get("/latest/{name}", dependencies=[Depends(require("metrics:read"))])
 async def latest(name: str, request: Request, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     """The latest sample of each series of `name` (filter with label=value query parameters)."""
     filters = _label_filters(request, set())
@@ -134,7 +135,7 @@ async def latest(name: str, request: Request, services: ServicesDep, tenant: Ten
     }
 
 
-@router.get("/names")
+@router.get("/names", dependencies=[Depends(require("metrics:read"))])
 async def names(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     """Every metric name with its type, unit, help and series count."""
     infos = await services.storage.metric_names(tenant)
@@ -153,7 +154,7 @@ async def names(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     }
 
 
-@router.get("/stats/{name}")
+@router.get("/stats/{name}", dependencies=[Depends(require("metrics:read"))])
 async def stats(
     name: str,
     request: Request,
@@ -209,7 +210,7 @@ async def stats(
     }
 
 
-@router.post("/query", openapi_extra=_body_doc(QueryIn))
+@router.post("/query", dependencies=[Depends(require("metrics:read"))], openapi_extra=_body_doc(QueryIn))
 async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     """Samples of one metric in a time range, bucketed by `step` and aggregated."""
     body = await read_json(request)

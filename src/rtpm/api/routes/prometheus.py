@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from rtpm import __version__
+from rtpm.api.auth import public, require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError
@@ -180,7 +181,7 @@ def _query_opts(params: Params) -> tuple[int | None, float | None]:
 # ---- queries --------------------------------------------------------------------------------
 
 
-@router.api_route("/query", methods=["GET", "POST"])
+@router.api_route("/query", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Instant query: `query`, `time` (default now), `timeout`, `limit`, `lookback_delta`."""
     params = await _params(request)
@@ -214,7 +215,7 @@ def check_range(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> No
         )
 
 
-@router.api_route("/query_range", methods=["GET", "POST"])
+@router.api_route("/query_range", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def query_range(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Range query: `query`, `start`, `end`, `step` (all required), `timeout`, `limit`, `lookback_delta`."""
     params = await _params(request)
@@ -243,7 +244,7 @@ async def query_range(request: Request, services: ServicesDep, tenant: TenantDep
     return await _cached(services, tenant, ("range", text, start, end, step, lookback, limit), end, compute)
 
 
-@router.api_route("/format_query", methods=["GET", "POST"])
+@router.api_route("/format_query", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def format_query(request: Request) -> Response:
     params = await _params(request)
     text = params.get("query") or ""
@@ -251,7 +252,7 @@ async def format_query(request: Request) -> Response:
     return _json_success(promql_ast.pretty(text))
 
 
-@router.api_route("/query_exemplars", methods=["GET", "POST"])
+@router.api_route("/query_exemplars", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def query_exemplars(request: Request, services: ServicesDep) -> Response:
     """RTPM keeps no exemplars: a valid query gets an empty list."""
     params = await _params(request)
@@ -292,7 +293,7 @@ def _truncate(items: list[Any], limit: int | None) -> tuple[list[Any], list[str]
     return items, []
 
 
-@router.api_route("/series", methods=["GET", "POST"])
+@router.api_route("/series", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def series(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     params = await _params(request)
     sets = _match_sets(params, required=True)
@@ -307,7 +308,7 @@ async def series(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     return _json_success(items, warnings)
 
 
-@router.api_route("/labels", methods=["GET", "POST"])
+@router.api_route("/labels", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
 async def labels(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     params = await _params(request)
     sets = _match_sets(params, required=False)
@@ -344,7 +345,7 @@ def unescape_label_name(name: str) -> str:
     return "".join(out)
 
 
-@router.get("/label/{name}/values")
+@router.get("/label/{name}/values", dependencies=[Depends(require("metrics:read"))])
 async def label_values(name: str, request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     params = await _params(request)
     label = unescape_label_name(name)
@@ -359,7 +360,7 @@ async def label_values(name: str, request: Request, services: ServicesDep, tenan
     return _json_success(items, warnings)
 
 
-@router.get("/metadata")
+@router.get("/metadata", dependencies=[Depends(require("metrics:read"))])
 async def metadata(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     params = await _params(request)
     limit = _limit(params)
@@ -380,7 +381,7 @@ async def metadata(request: Request, services: ServicesDep, tenant: TenantDep) -
     return _json_success(out)
 
 
-@router.get("/status/buildinfo")
+@router.get("/status/buildinfo", dependencies=[Depends(public())])
 async def buildinfo() -> Response:
     """Prometheus' build info; no `features` (Grafana would take us for Mimir)."""
     return _json_success(
@@ -395,11 +396,11 @@ async def buildinfo() -> Response:
     )
 
 
-@router.get("/rules")
+@router.get("/rules", dependencies=[Depends(require("alerts:read"))])
 async def rules() -> Response:
     return _json_success({"groups": []})
 
 
-@router.get("/alerts")
+@router.get("/alerts", dependencies=[Depends(require("alerts:read"))])
 async def alerts() -> Response:
     return _json_success({"alerts": []})

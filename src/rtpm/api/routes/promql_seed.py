@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.routes.prometheus import check_range, make_engine, parse_duration, parse_time
 from rtpm.api.timefmt import to_rfc3339
@@ -136,7 +137,7 @@ def _query_text(
     return to_promql(metric_name, _parse_labels(labels), aggregation, groups, window_ms)
 
 
-@router.get("/query/range")
+@router.get("/query/range", dependencies=[Depends(require("metrics:read"))])
 async def query_range(
     services: ServicesDep,
     tenant: TenantDep,
@@ -166,7 +167,7 @@ async def query_range(
     }
 
 
-@router.get("/query/instant")
+@router.get("/query/instant", dependencies=[Depends(require("metrics:read"))])
 async def query_instant(
     services: ServicesDep,
     tenant: TenantDep,

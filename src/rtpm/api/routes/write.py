@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.errors import status_for
 from rtpm.api.responses import OrjsonResponse
@@ -92,7 +93,7 @@ def _decoder(request: Request, services: Services, cls: type[D]) -> D:
     return decoder
 
 
-@router.post("/api/v1/write", status_code=204, response_class=Response)
+@router.post("/api/v1/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
 async def remote_write(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus remote write 1.0: snappy (block format) compressed protobuf WriteRequest.
     204 once stored; 400 if any sample can never be accepted (nothing is stored); 503 with
@@ -142,7 +143,7 @@ async def _influx(request: Request, services: Services, tenant: str, precision: 
     return Response(status_code=204)
 
 
-@router.post("/write", status_code=204, response_class=Response)
+@router.post("/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
 async def influx_write_v1(
     request: Request, services: ServicesDep, tenant: TenantDep, db: str | None = None, precision: str = "ns"
 ) -> Response:
@@ -151,7 +152,7 @@ async def influx_write_v1(
     return await _influx(request, services, tenant, precision, db)
 
 
-@router.post("/api/v2/write", status_code=204, response_class=Response)
+@router.post("/api/v2/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
 async def influx_write_v2(
     request: Request,
     services: ServicesDep,
@@ -164,7 +165,7 @@ async def influx_write_v2(
     return await _influx(request, services, tenant, precision, bucket)
 
 
-@router.api_route("/query", methods=["GET", "POST"])
+@router.api_route("/query", dependencies=[Depends(require("metrics:write"))], methods=["GET", "POST"])
 async def influx_query(request: Request) -> OrjsonResponse:
     """Enough of InfluxQL for agents' start-up probes (`CREATE DATABASE`, `SHOW DATABASES`)."""
     q = request.query_params.get("q")
@@ -239,14 +240,14 @@ async def _otlp(request: Request, services: Services, tenant: str) -> Response:
     )
 
 
-@router.post("/v1/metrics", response_class=Response)
+@router.post("/v1/metrics", dependencies=[Depends(require("metrics:write"))], response_class=Response)
 async def otlp_metrics(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """OTLP/HTTP metrics export (protobuf or JSON, gzip allowed). 200 with `partial_success` naming
     what was dropped and why (delta temporality, exponential histograms)."""
     return await _otlp(request, services, tenant)
 
 
-@router.post("/api/v1/otlp/v1/metrics", response_class=Response)
+@router.post("/api/v1/otlp/v1/metrics", dependencies=[Depends(require("metrics:write"))], response_class=Response)
 async def otlp_metrics_prometheus_path(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """The same OTLP receiver on the path Prometheus serves it."""
     return await _otlp(request, services, tenant)
@@ -257,7 +258,7 @@ async def otlp_metrics_prometheus_path(request: Request, services: ServicesDep, 
 _TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
 
 
-@router.post("/api/v1/import/prometheus", status_code=204, response_class=Response)
+@router.post("/api/v1/import/prometheus", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
 async def import_prometheus(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus text exposition format (or OpenMetrics text), e.g. a script pushing its scrape.
     Samples without a timestamp get the server's time; `extra_label=name=value` adds labels."""
