@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from rtpm import __version__
 from rtpm.api import errors
+from rtpm.api.auth import guard
 from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
@@ -47,6 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         version=__version__,
         description="Real-time performance monitoring: ingest, query, alerts, live updates.",
         lifespan=lifespan,
+        dependencies=[Depends(guard)],  # fail closed: every route must declare its access rule
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings

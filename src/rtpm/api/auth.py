@@ -216,6 +216,9 @@ def access_rule(route: Any) -> AccessRule | None:
         return cached  # type: ignore[no-any-return]
     dependant = getattr(route, "dependant", None)
     rules = _rules(dependant) if dependant is not None else []
+    original = getattr(route, "original_route", None)
+    if not rules and original is not None and original is not route:
+        return access_rule(original)
     rule: AccessRule | None = None
     if rules:
         protected = [r for r in rules if not r.public]
@@ -243,3 +246,37 @@ def current_principal(conn: HTTPConnection) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAccess:
+    path: str
+    methods: frozenset[str]  # {"WS"} for a WebSocket route
+    rule: AccessRule | None
+    route: Any
+
+
+def iter_routes(routes: Any) -> list[RouteAccess]:
+    """Every API route of an app or router with its declared access rule, routers included
+    (lazily included routers too), for the authorisation matrix test and audits."""
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+
+    out: list[RouteAccess] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:  # a router included lazily (FastAPI >= 0.16x)
+            for ctx in contexts():
+                original = ctx.original_route
+                if isinstance(original, APIWebSocketRoute):
+                    path = ctx.path or ctx.frontend_prefix + original.path
+                    out.append(RouteAccess(path, frozenset({"WS"}), access_rule(original), ctx))
+                    continue
+                methods = frozenset(getattr(original, "methods", None) or ())
+                out.append(RouteAccess(ctx.path, methods, access_rule(ctx), ctx))
+        elif isinstance(route, APIWebSocketRoute):
+            out.append(RouteAccess(route.path, frozenset({"WS"}), access_rule(route), route))
+        elif isinstance(route, APIRoute):
+            out.append(RouteAccess(route.path, frozenset(route.methods), access_rule(route), route))
+        else:
+            out.append(RouteAccess(getattr(route, "path", "?"), frozenset(), None, route))
+    return out
