@@ -57,7 +57,7 @@ export class LineChart {
     this.lastDraw = 0;
     this.pending = 0;
     this.legendDirty = true;
-    this.lastLegend = 0;
+    this.lastLegend = -Infinity;
     this.hoverX = null;
     this.draws = 0;
 
@@ -488,6 +488,7 @@ export class LineChart {
       this.legend.append(s.item);
     }
     this.legendDirty = true;
+    this.lastLegend = -Infinity;
   }
 
   updateLegend() {

@@ -57,6 +57,7 @@ export function parseDuration(text) {
 
 export function formatDuration(seconds) {
   if (!Number.isFinite(seconds)) return "";
+  if (seconds === 0) return "0s";
   if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
   const parts = [];
   let rest = Math.round(seconds);
