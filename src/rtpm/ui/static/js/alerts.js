@@ -11,16 +11,18 @@ const AGGREGATIONS = ["", "avg", "min", "max", "sum", "count", "p95", "p99", "ra
 const PAGE = 25;
 
 function labelPills(labels) {
-  const keys = Object.keys(labels || {}).filter((k) => k !== "alertname").sort();
+  const keys = Object.keys(labels || {}).filter((k) => k !== "alertname" && k !== "severity").sort();
   if (!keys.length) return el("span", { class: "muted", text: "–" });
   return el("div", { class: "labels" }, keys.map((k) => el("span", { class: "label-pill", text: `${k}=${labels[k]}` })));
 }
 
 function table(headers, rows, emptyText) {
   if (!rows.length) return el("p", { class: "empty", text: emptyText });
+  // On a phone each row stacks into a block; every cell carries its column name.
+  for (const row of rows) [...row.children].forEach((td, i) => headers[i] && td.setAttribute("data-col", headers[i]));
   return el(
     "div",
-    { class: "table-wrap" },
+    { class: "table-wrap stack" },
     el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { text: h })))), el("tbody", {}, rows)),
   );
 }
@@ -47,6 +49,7 @@ export async function mount(view) {
   let editing = null; // the rule being edited, or null for a new one
   let mode = "threshold";
   let metricNames = [];
+  const me = await api("/api/v1/auth/me").catch(() => null);
 
   const tabs = el("div", { class: "tabs", role: "tablist" });
   const body = el("div", { class: "alerts-body" });
@@ -149,7 +152,7 @@ export async function mount(view) {
         el("td", { class: "num", text: formatValue(a.current_value) }),
         el("td", { class: "num", text: formatTime(Date.parse(a.started_at)) }),
         el("td", { class: "num", text: a.resolved_at ? formatTime(Date.parse(a.resolved_at)) : "–" }),
-        el("td", { class: "resolved-by", text: a.resolved_by || "" }),
+        el("td", { class: "resolved-by", text: a.resolved_by ? (me && a.resolved_by === me.subject ? me.name || "you" : a.resolved_by) : "" }),
       ),
     );
     const pager = el(
@@ -326,7 +329,7 @@ export async function mount(view) {
       el("div", { class: "spacer" }),
       specific,
       metricList,
-      el("div", { class: "form-grid" }, field("Summary (annotation)", summary), el("label", { class: "field check" }, enabled, " Enabled")),
+      el("div", { class: "form-grid" }, field("Summary (annotation)", summary, "wide"), el("label", { class: "field check" }, enabled, " Enabled")),
       error,
       el(
         "div",

@@ -47,6 +47,7 @@ export class LineChart {
     this.unit = options.unit || "";
     this.height = options.height || 320;
     this.emptyText = options.emptyText || "No data in this time range";
+    this.fallbackName = ""; // the name of a series without labels (an aggregate): the query
     this.series = [];
     this.byKey = new Map();
     this.start = Date.now() - 3600e3;
@@ -118,7 +119,7 @@ export class LineChart {
   addSeries(metric, ts = [], vs = []) {
     const s = {
       key: seriesKey(metric),
-      name: seriesName(metric),
+      name: Object.keys(metric).length ? seriesName(metric) : this.fallbackName || "{}",
       metric,
       color: colorFor(this.series.length),
       ts,

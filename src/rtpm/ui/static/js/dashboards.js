@@ -83,6 +83,7 @@ export async function mount(view) {
       grid.append(card);
       const chart = new LineChart(host, { unit: p.unit, height: 220 });
       chart.info = info;
+      chart.fallbackName = p.title || p.query;
       chart.panel = p;
       charts.push(chart);
     });

@@ -302,6 +302,7 @@ export async function mount(view) {
       const series = await queryRange(query, start, end, t.stepSeconds, abort.signal);
       if (abort.signal.aborted) return;
       chart.setUnit(unitOf(query));
+      chart.fallbackName = query;
       chart.setData(series, { start, end, stepMs: t.stepSeconds * 1000 });
       const points = series.reduce((n, s) => n + s.ts.length, 0);
       info.textContent = `${series.length} series · ${points} points · ${Math.round(performance.now() - began)} ms`;
