@@ -63,7 +63,7 @@ async def test_reads_are_the_same_after_compaction_with_late_and_duplicate_sampl
     before = await snapshot(storage, start - 2 * HOUR, start + 2 * HOUR)
     await rollup(maint, now_ms=later, opts=OPTS)
     first = await compact(maint, now_ms=later, opts=OPTS)
-    assert first.samples > 0 and first.details["chunks"] > 0
+    assert first.samples > 0 and first.details.get("chunks", 0) + first.details.get("late_chunks", 0) > 0
     assert await snapshot(storage, start - 2 * HOUR, start + 2 * HOUR) == before
     # partial ranges cut through chunks the same way as through raw rows
     assert await snapshot(storage, start - 7 * 60_000, start + 11 * 60_000) is not None
