@@ -50,7 +50,7 @@ async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService,
     password is printed once (or taken from RTPM_ADMIN_PASSWORD, and then not printed)."""
     limiter = RateLimiter(settings.auth.rate_limit, redis_url=settings.redis_url)
     service = make_auth_service(settings, storage, limiter)
-    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    given = (settings.admin_password.get_secret_value() if settings.admin_password else None) or None
     username = settings.auth.admin_username
     try:
         generated = await service.ensure_admin(tenant=settings.default_tenant, username=username, password=given)
