@@ -243,7 +243,12 @@ async def _kill_mid_task(
 
     app = make_celery(Settings(_env_file=None, redis_url=env["RTPM_REDIS_URL"]))  # type: ignore[call-arg]
     app.control.purge()  # what beat queued before it stopped
-    wait_for(lambda: not any((app.control.inspect(timeout=1).active() or {"": [1]}).values()), 30, "an idle worker")
+
+    def idle() -> bool:
+        active = app.control.inspect(timeout=3).active()  # None: no worker answered in time
+        return active is not None and not any(active.values())
+
+    wait_for(idle, 90, "an idle worker")
     lock = await asyncpg.connect(dsn)
     tx = lock.transaction()
     await tx.start()
@@ -253,7 +258,7 @@ async def _kill_mid_task(
         app.send_task("rtpm.jobs.rollup")
 
         def running_pid() -> int | None:
-            active = app.control.inspect(timeout=1).active() or {}
+            active = app.control.inspect(timeout=3).active() or {}
             for tasks in active.values():
                 for t in tasks:
                     if t["name"] == "rtpm.jobs.rollup":
