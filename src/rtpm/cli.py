@@ -64,7 +64,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     raise_fd_limit(settings.realtime.max_connections + 1024)  # one descriptor per WebSocket client
 
     from rtpm.api.app import create_app
-    from rtpm.api.ws_server import uvicorn_ws_options
+    from rtpm.api.ws_server import GoingAwayServer, uvicorn_ws_options
     from rtpm.metrics import multiprocess_dir, prepare_multiprocess_dir
 
     problem = check_auth_settings(settings)
@@ -93,7 +93,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     _exit_zero_on_sigterm()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -103,6 +103,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         **uvicorn_ws_options(settings.realtime),
     )
+    GoingAwayServer(config).run()  # live clients are closed with 1001 on SIGTERM
     return 0
 
 

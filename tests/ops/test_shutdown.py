@@ -90,3 +90,25 @@ def test_sigterm_during_ingest_keeps_every_acknowledged_sample(server_factory: C
     missing = acked - stored.keys()
     assert not missing, f"{len(missing)} acknowledged samples lost, e.g. {sorted(missing)[:5]}"
     assert all(n == 1 for n in stored.values()), "a sample is stored twice"
+
+
+async def test_sigterm_closes_live_websockets_with_going_away(server_factory: Callable[..., RtpmServer]) -> None:
+    """Live clients are told 1001 (going away), not dropped, when the server is stopped."""
+    import asyncio
+    import json
+
+    import websockets
+    from websockets.exceptions import ConnectionClosed
+
+    server = server_factory(env=OPEN_ENV)
+    url = server.url.replace("http://", "ws://") + "/ws/metrics"
+    async with websockets.connect(url) as ws:
+        greeting = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        assert greeting["type"] == "connection"
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert await asyncio.to_thread(server.proc.wait, 30) == 0

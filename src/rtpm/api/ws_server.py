@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import resource
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from rtpm.settings import RealtimeSettings
@@ -25,6 +27,25 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None and self.transport is not None:
             scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.transport.abort
+
+
+CLOSE_GOING_AWAY = 1001
+
+
+class GoingAwayServer(uvicorn.Server):
+    """uvicorn's server, which on shutdown first closes the live WebSocket clients with 1001
+    ("going away", so they reconnect elsewhere) before uvicorn closes its remaining connections
+    (it would send 1012). The write buffer is flushed afterwards by the app's lifespan."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        services = getattr(getattr(self.config.app, "state", None), "services", None)
+        hub = getattr(services, "hub", None)
+        if hub is not None:
+            try:
+                await asyncio.wait_for(hub.close_all(CLOSE_GOING_AWAY, "server shutting down"), timeout=5)
+            except TimeoutError:
+                pass
+        await super().shutdown(sockets)
 
 
 def uvicorn_ws_options(opts: RealtimeSettings) -> dict[str, Any]:

@@ -376,6 +376,13 @@ class ConnectionHub:
         for task in list(self._closing):
             task.cancel()
 
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every connection from the server side with `code` and wait for the close frames."""
+        for conn in list(self._conns.values()):
+            self.close_connection(conn, code, reason)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+
     async def _run_ticker(self) -> None:
         interval = self.opts.batch_interval_seconds
         while True:
