@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from starlette.requests import HTTPConnection
 
 from rtpm.bootstrap import Services
@@ -29,6 +29,11 @@ def get_tenant(conn: HTTPConnection) -> str:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+# Row ids in paths and queries: BIGINT range, so an out-of-range number is a 422, not a driver error.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=0, le=MAX_ROW_ID)]
+OptionalRowId = Annotated[int | None, Query(ge=0, le=MAX_ROW_ID)]
 
 
 async def read_json(request: Request) -> Any:

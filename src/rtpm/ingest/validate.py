@@ -123,6 +123,11 @@ class Validator:
         return True
 
 
+def _finite_ms(seconds: float) -> int | None:
+    ms = seconds * 1000  # a huge finite number of seconds overflows to infinity here
+    return int(round(ms)) if math.isfinite(ms) else None
+
+
 def parse_timestamp(raw: object) -> int | None:
     """RFC3339 (zone optional, UTC assumed) or unix seconds -> epoch ms; None when unparseable.
     Booleans are refused."""
@@ -131,7 +136,7 @@ def parse_timestamp(raw: object) -> int | None:
     if isinstance(raw, int | float):
         if not math.isfinite(raw):
             return None
-        return int(round(raw * 1000))
+        return _finite_ms(raw)
     if isinstance(raw, str):
         s = raw.strip()
         try:
@@ -139,7 +144,7 @@ def parse_timestamp(raw: object) -> int | None:
         except ValueError:
             seconds = None
         if seconds is not None:
-            return int(round(seconds * 1000)) if math.isfinite(seconds) else None
+            return _finite_ms(seconds) if math.isfinite(seconds) else None
         try:
             dt = datetime.fromisoformat(s)
         except ValueError:

@@ -26,6 +26,7 @@ from rtpm.storage.auth_base import ApiKeyRecord, AuthStore, RefreshTokenRecord, 
 log = structlog.get_logger("rtpm.security")
 
 _CACHE_MAX = 10_000
+_MAX_EXPIRY_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,8 @@ class AuthService:
             raise BadDataError("name: 1 to 200 printable characters")
         if expires_ms is not None and expires_ms <= self._now_ms():
             raise BadDataError("expires_at: must be in the future")
+        if expires_ms is not None and expires_ms > _MAX_EXPIRY_MS:
+            raise BadDataError("expires_at: must be before the year 10000")
         new = apikeys.generate_key()
         record = ApiKeyRecord(
             id=new.key_id,

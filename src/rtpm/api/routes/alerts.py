@@ -14,7 +14,7 @@ from rtpm.alerts.evaluator import resolve_manually
 from rtpm.alerts.rules import export_rules_file, import_rules_file, rule_from_input, rule_to_output
 from rtpm.alerts.views import alert_to_output, rfc3339
 from rtpm.api.auth import require
-from rtpm.api.deps import ServicesDep, TenantDep, read_json
+from rtpm.api.deps import OptionalRowId, RowId, ServicesDep, TenantDep, read_json
 from rtpm.api.timefmt import parse_time_param
 from rtpm.bootstrap import Services
 from rtpm.bootstrap_alerts import Alerting
@@ -114,12 +114,12 @@ async def import_rules(request: Request, services: ServicesDep, tenant: TenantDe
 
 
 @router.get("/rules/{rule_id}", dependencies=READ)
-async def get_rule(rule_id: int, services: ServicesDep, tenant: TenantDep) -> Any:
+async def get_rule(rule_id: RowId, services: ServicesDep, tenant: TenantDep) -> Any:
     return rule_to_output(await _rule_or_404(_alerting(services), tenant, rule_id))
 
 
 @router.put("/rules/{rule_id}", dependencies=WRITE)
-async def update_rule(rule_id: int, request: Request, services: ServicesDep, tenant: TenantDep) -> Any:
+async def update_rule(rule_id: RowId, request: Request, services: ServicesDep, tenant: TenantDep) -> Any:
     """A partial update: fields not sent keep their values."""
     alerting = _alerting(services)
     base = await _rule_or_404(alerting, tenant, rule_id)
@@ -137,7 +137,7 @@ async def update_rule(rule_id: int, request: Request, services: ServicesDep, ten
 
 
 @router.delete("/rules/{rule_id}", status_code=204, dependencies=WRITE)
-async def delete_rule(rule_id: int, services: ServicesDep, tenant: TenantDep) -> Response:
+async def delete_rule(rule_id: RowId, services: ServicesDep, tenant: TenantDep) -> Response:
     """Delete a rule. Its firing alerts are resolved (and notified) first; history stays."""
     alerting = _alerting(services)
     rule = await _rule_or_404(alerting, tenant, rule_id)
@@ -194,7 +194,7 @@ async def history(request: Request, services: ServicesDep, tenant: TenantDep) ->
     q = request.query_params
     alerting = _alerting(services)
     rules = await _rules_by_id(alerting, tenant)
-    rule_id: int | None = None
+    rule_id: OptionalRowId = None
     raw_rule = q.get("rule_id") or q.get("rule")
     if raw_rule:
         if raw_rule.isdigit():
@@ -233,7 +233,7 @@ async def history(request: Request, services: ServicesDep, tenant: TenantDep) ->
 
 @router.post("/resolve/{alert_id}")
 async def resolve_alert(
-    alert_id: int,
+    alert_id: RowId,
     services: ServicesDep,
     principal: Principal = Depends(require("alerts:write")),
 ) -> Any:
