@@ -129,7 +129,7 @@ def test_rules_and_alerts_stay_in_their_tenant(two_tenants: tuple[TestClient, di
     alert_id = a_active[0]["id"]
     assert client.post(f"/api/v1/alerts/resolve/{alert_id}", headers=hb).status_code == 404
     # ... while acme still sees its own.
-    assert "AcmeHot" in client.get("/api/v1/rules", headers=bearer(keys[A])).text
+    assert "AcmeHot" in client.get("/api/v1/alerts/rules", headers=bearer(keys[A])).text
 
 
 def test_keys_and_users_stay_in_their_tenant(two_tenants: tuple[TestClient, dict[str, str]]) -> None:
