@@ -11,6 +11,7 @@ from rtpm.bootstrap_alerts import Alerting, start_alerting
 from rtpm.bootstrap_auth import build_auth
 from rtpm.bootstrap_jobs import make_scheduler
 from rtpm.cache.latest import LatestValueCache
+from rtpm.cache.query import QueryCache, make_query_cache
 from rtpm.ingest.buffer import WriteBuffer
 from rtpm.ingest.validate import Validator
 from rtpm.jobs.scheduler import EmbeddedScheduler
@@ -35,9 +36,10 @@ class Services:
     auth: AuthService | None = None
     limiter: RateLimiter | None = None
     metrics: Metrics = field(default_factory=Metrics.create)
+    query_cache: QueryCache | None = None  # answers about the past (None: caching off)
+    scheduler: EmbeddedScheduler | None = None  # background jobs in this process (RTPM_JOBS=embedded)
     hub: ConnectionHub = field(default_factory=ConnectionHub)
     pubsub: PubSub = field(default_factory=MemoryPubSub)
-    scheduler: EmbeddedScheduler | None = None  # background jobs in this process (RTPM_JOBS=embedded)
     alerting: Alerting | None = None  # rule evaluation and notifications (bootstrap_alerts.py)
 
 
@@ -63,7 +65,6 @@ def make_storage(settings: Settings) -> Storage:
     )
 
 
-
 def make_pubsub(settings: Settings) -> PubSub:
     """Live fan-out: through Redis when there is one (so every process sees every commit), else in process."""
     opts = settings.realtime
@@ -77,6 +78,7 @@ def make_pubsub(settings: Settings) -> PubSub:
         )
     return MemoryPubSub(max_queued_samples=opts.publish_queue_max_samples)
 
+
 @asynccontextmanager
 async def build_services(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Services]:
     """Open storage (migrating it), start the write buffer; on exit flush and close in order."""
@@ -87,14 +89,17 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     latest = LatestValueCache(settings.latest_cache_size)
     buffer.on_commit(latest.on_commit)
     services = Services(settings, storage, buffer, Validator(settings.limits), latest, metrics=metrics)
+    services.auth, services.limiter = await build_auth(settings, storage)
     services.hub = ConnectionHub(HubOptions.from_settings(settings.realtime), clock=services.clock)
     services.pubsub = make_pubsub(settings)
     services.pubsub.subscribe(services.hub)
     buffer.on_commit(services.pubsub.publish_samples)  # never blocks: a bounded queue, drops counted
     await services.pubsub.start()
     await services.hub.start()
-    services.auth, services.limiter = await build_auth(settings, storage)
     await buffer.start()
+    services.query_cache = make_query_cache(settings, metrics.cache)
+    if services.query_cache is not None:
+        buffer.on_commit(services.query_cache.on_commit)
     services.scheduler = make_scheduler(settings, storage, metrics.jobs)
     if services.scheduler is not None:
         await services.scheduler.start()
@@ -112,4 +117,6 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
         await services.pubsub.close()
         if services.limiter is not None:
             await services.limiter.close()
+        if services.query_cache is not None:
+            await services.query_cache.close()
         await storage.close()

@@ -39,72 +39,12 @@ class QuerySettings(BaseModel):
     timeout_seconds: float = Field(120.0, gt=0, description="Longest a query may run; ?timeout= can lower it")
     lookback_delta_seconds: float = Field(300.0, gt=0, description="How far back an instant selector looks")
     subquery_step_seconds: float = Field(60.0, gt=0, description="Step of subqueries that give none")
-
-
-class MaintenanceSettings(BaseModel):
-    """Background jobs: compaction into compressed chunks, rollups, retention."""
-
-    chunk_window_seconds: int = Field(7200, ge=60, description="Time window of one compressed chunk")
-    compaction_age_seconds: float = Field(7200, ge=0, description="Raw samples older than this are compacted")
-    late_grace_seconds: float = Field(300, ge=0, description="Samples older than this when written are 'late'")
-    safety_seconds: float = Field(60, ge=0, description="Margin for commits in flight and clock skew")
-    compaction_interval_seconds: float = Field(300, gt=0)
-    rollup_interval_seconds: float = Field(60, gt=0)
-    retention_interval_seconds: float = Field(3600, gt=0)
-    lease_seconds: float = Field(30, gt=0, description="Leader lease of the embedded job runner")
-    retention_raw_days: float = Field(15, gt=0, description="Raw samples and chunks")
-    retention_1m_days: float = Field(30, gt=0)
-    retention_5m_days: float = Field(90, gt=0)
-    retention_1h_days: float = Field(365, gt=0)
-    retention_1d_days: float = Field(5 * 365, gt=0)
-    celery_broker_url: str | None = Field(None, description="Celery broker; default: redis_url")
-    task_time_limit_seconds: float = Field(600, gt=0)
-
-
-class WebhookReceiverSettings(BaseModel):
-    url: str = Field(description="Where webhook notifications are POSTed (Alertmanager's v4 payload)")
-    secret: SecretStr | None = Field(None, description="Signs the body: X-RTPM-Signature-256: sha256=<HMAC hex>")
-
-
-class AlertingSettings(BaseModel):
-    """Alert rule evaluation and notification delivery."""
-
-    evaluation_enabled: bool = Field(True, description="Evaluate rules in this process (one leader per database)")
-    default_interval_seconds: float = Field(60.0, gt=0, description="A rule's evaluation interval when it sets none")
-    poll_seconds: float = Field(0.5, gt=0, description="How often the evaluator looks for rules that are due")
-    lease_seconds: float = Field(15.0, gt=0, description="Leader lease (SQLite); a dead leader is replaced after it")
-    resend_delay_seconds: float = Field(60.0, gt=0, description="Re-send firing alerts to Alertmanager this often")
-    notify_queue_size: int = Field(1000, ge=1, description="Notification batches waiting per receiver")
-    notify_timeout_seconds: float = Field(10.0, gt=0, description="One delivery attempt, at most")
-    notify_max_attempts: int = Field(5, ge=1)
-    notify_backoff_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles per attempt")
-    notify_backoff_max_seconds: float = Field(30.0, gt=0)
-    alertmanager_urls: list[str] = Field(default_factory=list, description="Alertmanagers to POST /api/v2/alerts to")
-    webhooks: dict[str, WebhookReceiverSettings] = Field(
-        default_factory=dict, description='Webhook receivers by name: {"ops": {"url": ..., "secret": ...}}'
+    cache_enabled: bool = Field(True, description="Cache answers about the past (in Redis when redis_url is set)")
+    cache_freshness_seconds: float = Field(
+        300.0, ge=0, description="Ranges ending later than now minus this are never cached (data can still arrive)"
     )
-    external_url: str | None = Field(None, description="Base URL in generatorURL links; default http://host:port")
-
-
-class RealtimeSettings(BaseModel):
-    """Live updates over WebSocket (`/ws/metrics`): batching, per-connection bounds, caps, keepalive."""
-
-    batch_interval_seconds: float = Field(0.05, gt=0, le=0.1, description="Updates are sent in batches this often")
-    queue_max_series: int = Field(1000, ge=1, description="Series waiting per connection; past it updates drop")
-    queue_max_alerts: int = Field(100, ge=1, description="Alert events waiting per connection; oldest drop")
-    lag_close_seconds: float = Field(10.0, gt=0, description="A client behind this long is closed with 1013")
-    max_connections: int = Field(20_000, ge=1, description="Open WebSocket connections per process")
-    max_connections_per_credential: int = Field(1000, ge=1, description="Per API key / user (per IP when anonymous)")
-    max_subscriptions_per_connection: int = Field(32, ge=1)
-    max_matchers_per_subscription: int = Field(16, ge=0)
-    max_metric_names_per_subscription: int = Field(100, ge=1)
-    max_message_bytes: int = Field(65_536, ge=256, description="Largest client message")
-    idle_ping_seconds: float = Field(20.0, gt=0, description="Ping a connection this often (protocol ping)")
-    idle_timeout_seconds: float = Field(20.0, gt=0, description="Close it when the pong takes longer")
-    compression: bool = Field(False, description="permessage-deflate (costs ~40 KiB and CPU per connection)")
-    publish_queue_max_samples: int = Field(1_000_000, ge=1, description="Committed samples waiting to be published")
-    match_cache_max_series: int = Field(200_000, ge=1, description="Series whose subscribers are remembered")
-    redis_reconnect_max_seconds: float = Field(5.0, gt=0, description="Longest wait between Redis reconnects")
+    cache_max_entries: int = Field(10_000, ge=1, description="In-process cache: answers kept")
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="In-process cache: bytes kept")
 
 
 class RateLimitSettings(BaseModel):
@@ -148,6 +88,72 @@ class AuthSettings(BaseModel):
         return self
 
 
+class MaintenanceSettings(BaseModel):
+    """Background jobs: compaction into compressed chunks, rollups, retention."""
+
+    chunk_window_seconds: int = Field(7200, ge=60, description="Time window of one compressed chunk")
+    compaction_age_seconds: float = Field(7200, ge=0, description="Raw samples older than this are compacted")
+    late_grace_seconds: float = Field(300, ge=0, description="Samples older than this when written are 'late'")
+    safety_seconds: float = Field(60, ge=0, description="Margin for commits in flight and clock skew")
+    compaction_interval_seconds: float = Field(300, gt=0)
+    rollup_interval_seconds: float = Field(60, gt=0)
+    retention_interval_seconds: float = Field(3600, gt=0)
+    lease_seconds: float = Field(30, gt=0, description="Leader lease of the embedded job runner")
+    retention_raw_days: float = Field(15, gt=0, description="Raw samples and chunks")
+    retention_1m_days: float = Field(30, gt=0)
+    retention_5m_days: float = Field(90, gt=0)
+    retention_1h_days: float = Field(365, gt=0)
+    retention_1d_days: float = Field(5 * 365, gt=0)
+    celery_broker_url: str | None = Field(None, description="Celery broker; default: redis_url")
+    task_time_limit_seconds: float = Field(600, gt=0)
+
+
+class RealtimeSettings(BaseModel):
+    """Live updates over WebSocket (`/ws/metrics`): batching, per-connection bounds, caps, keepalive."""
+
+    batch_interval_seconds: float = Field(0.05, gt=0, le=0.1, description="Updates are sent in batches this often")
+    queue_max_series: int = Field(1000, ge=1, description="Series waiting per connection; past it updates drop")
+    queue_max_alerts: int = Field(100, ge=1, description="Alert events waiting per connection; oldest drop")
+    lag_close_seconds: float = Field(10.0, gt=0, description="A client behind this long is closed with 1013")
+    max_connections: int = Field(20_000, ge=1, description="Open WebSocket connections per process")
+    max_connections_per_credential: int = Field(1000, ge=1, description="Per API key / user (per IP when anonymous)")
+    max_subscriptions_per_connection: int = Field(32, ge=1)
+    max_matchers_per_subscription: int = Field(16, ge=0)
+    max_metric_names_per_subscription: int = Field(100, ge=1)
+    max_message_bytes: int = Field(65_536, ge=256, description="Largest client message")
+    idle_ping_seconds: float = Field(20.0, gt=0, description="Ping a connection this often (protocol ping)")
+    idle_timeout_seconds: float = Field(20.0, gt=0, description="Close it when the pong takes longer")
+    compression: bool = Field(False, description="permessage-deflate (costs ~40 KiB and CPU per connection)")
+    publish_queue_max_samples: int = Field(1_000_000, ge=1, description="Committed samples waiting to be published")
+    match_cache_max_series: int = Field(200_000, ge=1, description="Series whose subscribers are remembered")
+    redis_reconnect_max_seconds: float = Field(5.0, gt=0, description="Longest wait between Redis reconnects")
+
+
+class WebhookReceiverSettings(BaseModel):
+    url: str = Field(description="Where webhook notifications are POSTed (Alertmanager's v4 payload)")
+    secret: SecretStr | None = Field(None, description="Signs the body: X-RTPM-Signature-256: sha256=<HMAC hex>")
+
+
+class AlertingSettings(BaseModel):
+    """Alert rule evaluation and notification delivery."""
+
+    evaluation_enabled: bool = Field(True, description="Evaluate rules in this process (one leader per database)")
+    default_interval_seconds: float = Field(60.0, gt=0, description="A rule's evaluation interval when it sets none")
+    poll_seconds: float = Field(0.5, gt=0, description="How often the evaluator looks for rules that are due")
+    lease_seconds: float = Field(15.0, gt=0, description="Leader lease (SQLite); a dead leader is replaced after it")
+    resend_delay_seconds: float = Field(60.0, gt=0, description="Re-send firing alerts to Alertmanager this often")
+    notify_queue_size: int = Field(1000, ge=1, description="Notification batches waiting per receiver")
+    notify_timeout_seconds: float = Field(10.0, gt=0, description="One delivery attempt, at most")
+    notify_max_attempts: int = Field(5, ge=1)
+    notify_backoff_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles per attempt")
+    notify_backoff_max_seconds: float = Field(30.0, gt=0)
+    alertmanager_urls: list[str] = Field(default_factory=list, description="Alertmanagers to POST /api/v2/alerts to")
+    webhooks: dict[str, WebhookReceiverSettings] = Field(
+        default_factory=dict, description='Webhook receivers by name: {"ops": {"url": ..., "secret": ...}}'
+    )
+    external_url: str | None = Field(None, description="Base URL in generatorURL links; default http://host:port")
+
+
 class Settings(BaseSettings):
     """RTPM settings. With none set, RTPM runs embedded: SQLite under `./rtpm-data/`."""
 
@@ -179,12 +185,12 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     write_buffer: WriteBufferSettings = WriteBufferSettings()
     query: QuerySettings = QuerySettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     auth: AuthSettings = AuthSettings()
+    alerting: AlertingSettings = AlertingSettings()
     admin_password: SecretStr | None = Field(
         None, description="Password of the admin created on first start; unset: a random one, printed once"
     )
-    realtime: RealtimeSettings = RealtimeSettings()
-    alerting: AlertingSettings = AlertingSettings()
     redis_url: str | None = Field(None, description="redis://...; rate limits (and more) shared between processes")
 
     @field_validator("database_url")

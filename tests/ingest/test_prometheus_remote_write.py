@@ -78,9 +78,7 @@ def target() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def _start_prometheus(
-    tmp_path: Path, target: str, rtpm_url: str, api_key: str
-) -> tuple[subprocess.Popen[bytes], str]:
+def _start_prometheus(tmp_path: Path, target: str, rtpm_url: str, api_key: str) -> tuple[subprocess.Popen[bytes], str]:
     if not os.path.exists(PROMETHEUS):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
@@ -172,7 +170,10 @@ def test_rtpm_holds_what_prometheus_scraped_and_remote_wrote(
     proc, prom_url = _start_prometheus(tmp_path, target, rtpm.url, rtpm.api_key)
     log = tmp_path / "prometheus.log"
     try:
-        with httpx.Client(base_url=prom_url, timeout=10) as prom, httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours:
+        with (
+            httpx.Client(base_url=prom_url, timeout=10) as prom,
+            httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours,
+        ):
             _wait("prometheus ready", lambda: prom.get("/-/ready").status_code == 200, 30, log)
 
             def scraped_enough() -> bool:

@@ -14,7 +14,9 @@ from rtpm.api.auth import guard
 from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes import alerts, exposition, health, metrics, prometheus, promql_seed, write, ws
+from rtpm.api.routes import alerts, exposition, health, metrics, prometheus, promql_seed, tsdb, write, ws
+from rtpm.api.routes.dashboards import router as dashboards_router
+from rtpm.api.routes.ui import router as ui_router
 from rtpm.api.security import install_security
 from rtpm.bootstrap import Services, build_services
 from rtpm.metrics import Metrics, mark_process_dead
@@ -59,9 +61,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(exposition.router)
     app.include_router(metrics.router)
+    app.include_router(tsdb.router)
     app.include_router(prometheus.router)
     app.include_router(alerts.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)
     app.include_router(ws.router)
+    app.include_router(dashboards_router)
+    app.include_router(ui_router)  # the web UI at / and /ui/...
     return app

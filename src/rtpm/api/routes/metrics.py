@@ -14,7 +14,8 @@ from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
-from rtpm.query.seed import Aggregation, bucketize, check_points, raw_points
+from rtpm.query.rollup_reads import seed_query
+from rtpm.query.seed import Aggregation, check_points, raw_points
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
@@ -233,12 +234,14 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> d
     if step_ms is not None:
         check_points(start_ms, end_ms, step_ms, limits.max_points_per_series)
     matchers = _matchers(q.metric_name, q.labels or {})
-    found = await services.storage.querier(tenant, start_ms, end_ms).select(
-        matchers, max_samples=limits.max_query_samples
-    )
-    if len(found) > limits.max_query_series:
-        raise BadDataError(f"query matches {len(found)} series, more than max_query_series={limits.max_query_series}")
     if step_ms is None and q.aggregation is None and q.group_by is None:
+        found = await services.storage.querier(tenant, start_ms, end_ms).select(
+            matchers, max_samples=limits.max_query_samples
+        )
+        if len(found) > limits.max_query_series:
+            raise BadDataError(
+                f"query matches {len(found)} series, more than max_query_series={limits.max_query_series}"
+            )
         result = raw_points(found)
         for r in result:
             if len(r.ts_ms) > limits.max_points_per_series:
@@ -249,13 +252,18 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> d
     else:
         if step_ms is None:
             step_ms = max(1000, -(-(end_ms - start_ms + 1) // 1000))
-        result = bucketize(
-            found,
+        # from rollups where they give the same numbers as the samples, else from the samples
+        result, _ = await seed_query(
+            services.storage,
+            tenant=tenant,
+            matchers=matchers,
             start_ms=start_ms,
             end_ms=end_ms,
             step_ms=step_ms,
             aggregation=q.aggregation or Aggregation.AVG,
             group_by=q.group_by,
+            max_samples=limits.max_query_samples,
+            max_series=limits.max_query_series,
         )
         for r in result:
             r.labels.pop(METRIC_NAME, None)

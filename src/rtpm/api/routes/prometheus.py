@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from rtpm import __version__
 from rtpm.api.auth import public, require
 from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.api.routes import alerts as alerts_api
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError
 from rtpm.model.labels import Labels, Matcher
@@ -397,10 +398,12 @@ async def buildinfo() -> Response:
 
 
 @router.get("/rules", dependencies=[Depends(require("alerts:read"))])
-async def rules() -> Response:
-    return _json_success({"groups": []})
+async def rules(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Alerting rules with their state and alerts (`type=alert|record`; RTPM has no recording rules)."""
+    return _json_success(await alerts_api.prometheus_rules(services, tenant, request.query_params.get("type")))
 
 
 @router.get("/alerts", dependencies=[Depends(require("alerts:read"))])
-async def alerts() -> Response:
-    return _json_success({"alerts": []})
+async def alerts(services: ServicesDep, tenant: TenantDep) -> Response:
+    """Pending and firing alerts, as Prometheus lists them."""
+    return _json_success(await alerts_api.prometheus_alerts(services, tenant))
