@@ -227,10 +227,14 @@ class PostgresStorage:
                 await self._insert_samples(conn, flat)
                 late = late_marks(flat, now_ms - self._late_grace_ms, self._chunk_window_ms)
                 if late:
-                    await conn.executemany(
-                        "INSERT INTO late_writes (kind, series_id, bucket) VALUES ($1, $2, $3) "
+                    # one statement over arrays: a backfill marks thousands per flush
+                    await conn.execute(
+                        "INSERT INTO late_writes (kind, series_id, bucket) "
+                        "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
                         "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = late_writes.seq + 1",
-                        late,
+                        [m[0] for m in late],
+                        [m[1] for m in late],
+                        [m[2] for m in late],
                     )
             if meta:
                 await conn.executemany(
