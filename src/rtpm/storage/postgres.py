@@ -333,6 +333,43 @@ class PostgresStorage:
         return filter_series(((r[0], r[1]) for r in rows), matchers, self._labels)
 
 
+# One row of `COPY (SELECT series_id, ts, value ...) TO STDOUT (FORMAT binary)`: a field count,
+# then each field's length and its big-endian value.
+_COPY_ROW = np.dtype(
+    [("n", ">i2"), ("l1", ">i4"), ("sid", ">i8"), ("l2", ">i4"), ("ts", ">i8"), ("l3", ">i4"), ("v", ">f8")]
+)
+_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4, always 0 here)
+
+
+async def _copy_samples(conn: asyncpg.Connection, ids: list[int], start_ms: int, end_ms: int) -> Loaded:
+    """Raw samples of `ids` in [start_ms, end_ms] by binary COPY, decoded with numpy: far less
+    Python work per sample than rows or arrays (values are NOT NULL, so every row has 3 fields)."""
+    parts: list[bytes] = []
+
+    async def sink(data: bytes) -> None:
+        parts.append(data)
+
+    await conn.copy_from_query(
+        "SELECT series_id, ts, value FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 "
+        "ORDER BY series_id, ts",
+        ids,
+        start_ms,
+        end_ms,
+        output=sink,
+        format="binary",
+    )
+    body = b"".join(parts)[_COPY_HEADER:-2]  # the trailer is a field count of -1
+    rows = np.frombuffer(body, dtype=_COPY_ROW)
+    if not len(rows):
+        return {}
+    sids = rows["sid"].astype(np.int64)
+    ts = rows["ts"].astype(np.int64)
+    values = rows["v"].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    ends = np.r_[starts[1:], len(sids)]
+    return {int(sids[a]): (ts[a:b], values[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)}
+
+
 class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
         super().__init__(tenant, start_ms, end_ms)
@@ -344,13 +381,7 @@ class PostgresQuerier(MergedQuerier):
 
     async def _load(self, ids: list[int]) -> Loaded:
         async with self._s._conn() as conn:
-            raw_rows = await conn.fetch(
-                "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM samples "
-                "WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3 GROUP BY series_id",
-                ids,
-                self.start_ms,
-                self.end_ms,
-            )
+            raw = await _copy_samples(conn, ids, self.start_ms, self.end_ms)
             chunk_rows = await conn.fetch(
                 "SELECT series_id, ts_data, value_data FROM chunks WHERE series_id = ANY($1::bigint[]) "
                 "AND min_ts <= $3 AND max_ts >= $2 ORDER BY series_id, window_start",
@@ -358,7 +389,6 @@ class PostgresQuerier(MergedQuerier):
                 self.start_ms,
                 self.end_ms,
             )
-        raw = {r[0]: (np.array(r[1], dtype=np.int64), np.array(r[2], dtype=np.float64)) for r in raw_rows}
         blobs: dict[int, list[tuple[bytes, bytes]]] = {}
         for r in chunk_rows:
             blobs.setdefault(r[0], []).append((r[1], r[2]))
