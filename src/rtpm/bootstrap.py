@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from rtpm.bootstrap_alerts import Alerting, start_alerting
 from rtpm.bootstrap_auth import build_auth
 from rtpm.bootstrap_jobs import make_scheduler
+from rtpm.bootstrap_live import start_websocket_metrics
+from rtpm.bootstrap_live import stop as stop_websocket_metrics
 from rtpm.cache.latest import LatestValueCache
 from rtpm.cache.query import QueryCache, make_query_cache
 from rtpm.ingest.buffer import WriteBuffer
@@ -96,6 +98,7 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
     buffer.on_commit(services.pubsub.publish_samples)  # never blocks: a bounded queue, drops counted
     await services.pubsub.start()
     await services.hub.start()
+    ws_metrics = start_websocket_metrics(services.hub, metrics.websocket)
     await buffer.start()
     services.query_cache = make_query_cache(settings, metrics.cache)
     if services.query_cache is not None:
@@ -113,6 +116,7 @@ async def build_services(settings: Settings, *, metrics: Metrics | None = None) 
             await services.alerting.close()
         # The write buffer must drain before storage closes: acknowledged writes are committed.
         await buffer.close()
+        await stop_websocket_metrics(ws_metrics)
         await services.hub.close()
         await services.pubsub.close()
         if services.limiter is not None:
