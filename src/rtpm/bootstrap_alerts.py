@@ -21,24 +21,12 @@ from rtpm.notify.dispatcher import Dispatcher, DispatchOptions
 from rtpm.notify.receivers import make_receivers
 from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.query.promql.values import Scalar, Vector
-from rtpm.settings import Settings
 from rtpm.storage.alert_store import AlertStore
 
 if TYPE_CHECKING:
     from rtpm.bootstrap import Services
 
 log = structlog.get_logger("rtpm.alerts")
-
-
-def engine_options(settings: Settings) -> EngineOptions:
-    q = settings.query
-    return EngineOptions(
-        lookback_ms=round(q.lookback_delta_seconds * 1000),
-        timeout_s=q.timeout_seconds,
-        max_samples=settings.limits.max_query_samples,
-        max_series=settings.limits.max_query_series,
-        subquery_step_ms=round(q.subquery_step_seconds * 1000),
-    )
 
 
 def engine_query_fn(engine: Engine) -> QueryFn:
@@ -125,7 +113,7 @@ async def start_alerting(services: Services) -> Alerting:
     if opts.evaluation_enabled and settings.jobs == "embedded":
         alerting.runner = AlertEvaluationRunner(
             store=store,
-            query=engine_query_fn(Engine(services.storage, engine_options(settings))),
+            query=engine_query_fn(Engine(services.storage, EngineOptions.from_settings(settings))),
             notify=notify,
             write_series=buffer_write_fn(services),
             settings=opts,

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from rtpm.alerts.evaluator import Notification, NotificationKind
-from rtpm.bootstrap_alerts import alert_event, engine_options, engine_query_fn
+from rtpm.bootstrap_alerts import alert_event, engine_query_fn
 from rtpm.jobs.alert_eval import holder_id, run_due_rules
 from rtpm.model.labels import labels_from_pairs
 from rtpm.model.samples import WriteBatch
 from rtpm.notify.dispatcher import Dispatcher, DispatchOptions
 from rtpm.notify.receivers import make_receivers
-from rtpm.query.promql.engine import Engine
+from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.settings import Settings
 
 
@@ -66,7 +66,7 @@ async def evaluate_rules_once(settings: Settings, now_ms: int) -> dict[str, Any]
         try:
             results = await run_due_rules(
                 store=store,
-                query=engine_query_fn(Engine(storage, engine_options(settings))),
+                query=engine_query_fn(Engine(storage, EngineOptions.from_settings(settings))),
                 notify=notify,
                 write_series=write_series,
                 now_ms=now_ms,

@@ -28,7 +28,6 @@ from rtpm.model.labels import Labels, Matcher
 from rtpm.query.promql import ast as promql_ast
 from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.query.promql.jsonfmt import render
-from rtpm.settings import Settings
 
 # The Prometheus version whose API and PromQL semantics we follow (reported by buildinfo).
 PROMETHEUS_COMPAT_VERSION = "3.0.0"
@@ -124,19 +123,8 @@ def _limit(params: Params) -> int | None:
     return n or None
 
 
-def engine_options(settings: Settings) -> EngineOptions:
-    q = settings.query
-    return EngineOptions(
-        lookback_ms=round(q.lookback_delta_seconds * 1000),
-        timeout_s=q.timeout_seconds,
-        max_samples=settings.limits.max_query_samples,
-        max_series=settings.limits.max_query_series,
-        subquery_step_ms=round(q.subquery_step_seconds * 1000),
-    )
-
-
 def make_engine(services: Services) -> Engine:
-    return Engine(services.storage, engine_options(services.settings))
+    return Engine(services.storage, EngineOptions.from_settings(services.settings))
 
 
 def _body(data: bytes, warnings: Sequence[str] = ()) -> bytes:

@@ -12,11 +12,11 @@ import math
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Depends
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.api.params import parse_labels_param
 from rtpm.api.routes.prometheus import check_range, make_engine, parse_duration, parse_time
 from rtpm.api.timefmt import to_rfc3339
 from rtpm.errors import BadDataError
@@ -28,28 +28,6 @@ router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
 _AGGREGATIONS = {"sum", "avg", "min", "max", "count"}
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-
-
-def _parse_labels(raw: str | None) -> dict[str, str]:
-    """`{"k": "v"}` as JSON, or `k=v,k2=v2`."""
-    if not raw:
-        return {}
-    raw = raw.strip()
-    if raw.startswith("{"):
-        try:
-            d = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadDataError(f"labels: not valid JSON: {exc}") from None
-        if not isinstance(d, dict) or not all(isinstance(v, str) for v in d.values()):
-            raise BadDataError("labels: expected a JSON object of string values")
-        return d
-    out = {}
-    for part in raw.split(","):
-        k, sep, v = part.partition("=")
-        if not sep:
-            raise BadDataError(f"labels: expected k=v pairs separated by commas, got {part!r}")
-        out[k.strip()] = v.strip()
-    return out
 
 
 def _quote(v: str) -> str:
@@ -134,7 +112,7 @@ def _query_text(
     if not metric_name:
         raise BadDataError("query: give either query (PromQL) or metric_name")
     groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
-    return to_promql(metric_name, _parse_labels(labels), aggregation, groups, window_ms)
+    return to_promql(metric_name, parse_labels_param(labels), aggregation, groups, window_ms)
 
 
 @router.get("/query/range", dependencies=[Depends(require("metrics:read"))])

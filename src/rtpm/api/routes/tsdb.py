@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.api.params import parse_labels_param
 from rtpm.api.timefmt import parse_time_param, to_rfc3339
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, Matcher
@@ -22,27 +22,6 @@ router = APIRouter(tags=["metrics"])
 def _store(services: Any) -> MaintenanceStore:
     store: MaintenanceStore = services.storage.maintenance
     return store
-
-
-def _parse_labels(raw: str | None) -> dict[str, str]:
-    """A JSON object (`{"host":"a"}`) or `k=v` pairs separated by commas."""
-    if not raw:
-        return {}
-    if raw.lstrip().startswith("{"):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadDataError(f"labels: not valid JSON: {exc}") from None
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise BadDataError("labels: must be an object of label name to string value")
-        return value
-    out = {}
-    for part in raw.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise BadDataError(f"labels: {part!r} is not name=value")
-        out[key.strip()] = value.strip()
-    return out
 
 
 @router.get("/api/v1/metrics/aggregated", dependencies=[Depends(require("metrics:read"))])
@@ -67,7 +46,7 @@ async def metrics_aggregated(
     if (end_ms - start_ms) // width + 1 > limit:
         raise BadDataError(f"the range holds more than {limit} buckets of {interval}; use a larger interval")
     matchers = [Matcher.equal(METRIC_NAME, metric_name)] + [
-        Matcher.equal(k, v) for k, v in sorted(_parse_labels(labels).items())
+        Matcher.equal(k, v) for k, v in sorted(parse_labels_param(labels).items())
     ]
     series, complete_until = await aggregated(
         _store(services),

@@ -27,6 +27,7 @@ from rtpm.query.promql import ast as a
 from rtpm.query.promql.calls import call
 from rtpm.query.promql.selectors import Flat, instant, windows
 from rtpm.query.promql.values import F64, I64, RangeVec, Scalar, String, Value, Vector, drop_name
+from rtpm.settings import Settings
 from rtpm.storage.base import Storage
 
 DEFAULT_LOOKBACK_MS = 5 * 60 * 1000
@@ -39,6 +40,17 @@ class EngineOptions:
     max_samples: int = 50_000_000
     max_series: int = 10_000
     subquery_step_ms: int = 60_000  # Prometheus' default evaluation interval
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        q = settings.query
+        return cls(
+            lookback_ms=round(q.lookback_delta_seconds * 1000),
+            timeout_s=q.timeout_seconds,
+            max_samples=settings.limits.max_query_samples,
+            max_series=settings.limits.max_query_series,
+            subquery_step_ms=round(q.subquery_step_seconds * 1000),
+        )
 
 
 @dataclass(slots=True)
