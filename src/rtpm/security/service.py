@@ -6,6 +6,7 @@ nothing about HTTP: `api/auth.py` extracts the credential from a request and cal
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 
 from rtpm.errors import BadDataError, NotFoundError, RateLimited, Unauthenticated
 from rtpm.security import apikeys, passwords
@@ -108,7 +108,7 @@ class AuthService:
             raise BadDataError("tenant: 1 to 128 printable characters")
         scopes_of_role(role)
         passwords.check_password_policy(password)
-        password_hash = await run_in_threadpool(passwords.hash_password, password)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password)
         user = UserRecord(uuid.uuid4().hex, tenant, username, password_hash, role, False, self._now_ms())
         await self.store.create_user(user)
         return user
@@ -122,7 +122,7 @@ class AuthService:
     async def set_password(self, username: str, password: str) -> None:
         user = await self.get_user_by_name_or_raise(username)
         passwords.check_password_policy(password)
-        password_hash = await run_in_threadpool(passwords.hash_password, password)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password)
         await self.store.update_user(user.id, password_hash=password_hash)
         await self.store.revoke_user_refresh_tokens(user.id, now_ms=self._now_ms())
         self._users.clear()
@@ -165,7 +165,7 @@ class AuthService:
         if self.limiter.enabled:
             await self._throttled(username, client_ip)
         user = await self.store.get_user_by_name(username) if len(username) <= 128 else None
-        ok = await run_in_threadpool(passwords.verify_password, user.password_hash if user else None, password)
+        ok = await asyncio.to_thread(passwords.verify_password, user.password_hash if user else None, password)
         if user is None or not ok or user.disabled:
             if self.limiter.enabled:
                 await self.limiter.hit("login_per_user", username)
@@ -173,7 +173,7 @@ class AuthService:
             log.info("login_failed", username_known=user is not None)
             raise Unauthenticated("invalid user name or password")
         if passwords.needs_rehash(user.password_hash):
-            new_hash = await run_in_threadpool(passwords.hash_password, password)
+            new_hash = await asyncio.to_thread(passwords.hash_password, password)
             await self.store.update_user(user.id, password_hash=new_hash)
         if self.limiter.enabled:
             await self.limiter.clear("login_per_user", username)
