@@ -74,6 +74,8 @@ def watch_errors(page: Any) -> list[str]:
 def test_login_explore_chart_and_live(
     server_factory: Callable[..., RtpmServer], browser_context: Any, screenshots: Path
 ) -> None:
+    from playwright.sync_api import expect
+
     server = server_factory()
     t0 = (int(time.time()) // STEP) * STEP - 900
     items = []
@@ -128,11 +130,12 @@ def test_login_explore_chart_and_live(
     page.click("#run")
     page.wait_for_selector(f"#chart .chart[data-points='{POINTS}']")
     page.wait_for_selector(f".legend-item[data-points='{POINTS}']")
+    # (expect() retries: pressing Enter and clicking Run may both redraw the legend)
     legend = page.locator(".legend-item")
-    assert legend.count() == 1
-    assert 'host="web-1"' in legend.inner_text()
-    assert legend.get_attribute("data-points") == str(POINTS)
-    assert "59%" in legend.inner_text()  # the last value, with its unit
+    expect(legend).to_have_count(1)
+    expect(legend).to_contain_text('host="web-1"')
+    expect(legend).to_have_attribute("data-points", str(POINTS))
+    expect(legend).to_contain_text("59%")  # the last value, with its unit
 
     # Hover: the values under the pointer, with units.
     box = page.locator("#chart .chart-stage").bounding_box()
@@ -144,7 +147,7 @@ def test_login_explore_chart_and_live(
     # Live: the chart follows the present; a sample pushed now appears in it.
     page.click("#live-toggle")
     page.wait_for_selector("#live-state[data-state=open]")
-    page.wait_for_timeout(300)  # the subscription is sent on open
+    page.wait_for_timeout(1000)  # the subscription is sent on open; give the server time to register it
     before = int(page.get_attribute("#chart .chart", "data-points") or "0")
     push(server, [{"name": "ui_cpu_usage", "value": 97.25, "labels": {"host": "web-1"}}])
     page.wait_for_selector(".legend-item[data-last='97.25']")
