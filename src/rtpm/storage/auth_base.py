@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +89,27 @@ class AuthStore(Protocol):
     async def revoke_refresh_family(self, family: str, *, now_ms: int) -> int: ...
 
     async def revoke_user_refresh_tokens(self, user_id: str, *, now_ms: int) -> int: ...
+
+
+# Row shapes shared by the SQLite and PostgreSQL stores (same columns, same order).
+USER_COLS = "id, tenant, username, password_hash, role, disabled, created_ms"
+KEY_COLS = "id, tenant, name, prefix, secret_hash, scopes, created_by, created_ms, expires_ms, revoked_ms"
+
+
+def user_from_row(row: Any) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), int(row[6]))
+
+
+def key_from_row(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row[0],
+        tenant=row[1],
+        name=row[2],
+        prefix=row[3],
+        secret_hash=row[4],
+        scopes=frozenset(row[5].split()),
+        created_by=row[6],
+        created_ms=int(row[7]),
+        expires_ms=row[8],
+        revoked_ms=row[9],
+    )

@@ -6,30 +6,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rtpm.errors import AlreadyExists
-from rtpm.storage.auth_base import ApiKeyRecord, AuthStore, RefreshTokenRecord, RefreshUse, UserRecord
+from rtpm.storage.auth_base import (
+    KEY_COLS,
+    USER_COLS,
+    ApiKeyRecord,
+    AuthStore,
+    RefreshTokenRecord,
+    RefreshUse,
+    UserRecord,
+    key_from_row,
+    user_from_row,
+)
 from rtpm.storage.postgres import PostgresStorage
-
-_USER_COLS = "id, tenant, username, password_hash, role, disabled, created_ms"
-_KEY_COLS = "id, tenant, name, prefix, secret_hash, scopes, created_by, created_ms, expires_ms, revoked_ms"
-
-
-def _user(row: Any) -> UserRecord:
-    return UserRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), int(row[6]))
-
-
-def _key(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row[0],
-        tenant=row[1],
-        name=row[2],
-        prefix=row[3],
-        secret_hash=row[4],
-        scopes=frozenset(row[5].split()),
-        created_by=row[6],
-        created_ms=int(row[7]),
-        expires_ms=row[8],
-        revoked_ms=row[9],
-    )
 
 
 def _count(status: str) -> int:
@@ -51,7 +39,7 @@ class PostgresAuthStore:
     async def create_user(self, user: UserRecord) -> None:
         async with self._s._conn() as conn:
             status = await conn.execute(
-                f"INSERT INTO users ({_USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                f"INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 user.id,
                 user.tenant,
                 user.username,
@@ -65,21 +53,21 @@ class PostgresAuthStore:
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         async with self._s._conn() as conn:
-            row = await conn.fetchrow(f"SELECT {_USER_COLS} FROM users WHERE id = $1", user_id)
-        return _user(row) if row else None
+            row = await conn.fetchrow(f"SELECT {USER_COLS} FROM users WHERE id = $1", user_id)
+        return user_from_row(row) if row else None
 
     async def get_user_by_name(self, username: str) -> UserRecord | None:
         async with self._s._conn() as conn:
-            row = await conn.fetchrow(f"SELECT {_USER_COLS} FROM users WHERE username = $1", username)
-        return _user(row) if row else None
+            row = await conn.fetchrow(f"SELECT {USER_COLS} FROM users WHERE username = $1", username)
+        return user_from_row(row) if row else None
 
     async def list_users(self, tenant: str | None = None) -> list[UserRecord]:
         async with self._s._conn() as conn:
             if tenant is None:
-                rows = await conn.fetch(f"SELECT {_USER_COLS} FROM users ORDER BY tenant, username")
+                rows = await conn.fetch(f"SELECT {USER_COLS} FROM users ORDER BY tenant, username")
             else:
-                rows = await conn.fetch(f"SELECT {_USER_COLS} FROM users WHERE tenant = $1 ORDER BY username", tenant)
-        return [_user(r) for r in rows]
+                rows = await conn.fetch(f"SELECT {USER_COLS} FROM users WHERE tenant = $1 ORDER BY username", tenant)
+        return [user_from_row(r) for r in rows]
 
     async def update_user(
         self, user_id: str, *, password_hash: str | None = None, role: str | None = None, disabled: bool | None = None
@@ -104,7 +92,7 @@ class PostgresAuthStore:
     async def create_api_key(self, key: ApiKeyRecord) -> None:
         async with self._s._conn() as conn:
             await conn.execute(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                f"INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 key.id,
                 key.tenant,
                 key.name,
@@ -119,18 +107,18 @@ class PostgresAuthStore:
 
     async def get_api_key_by_hash(self, secret_hash: str) -> ApiKeyRecord | None:
         async with self._s._conn() as conn:
-            row = await conn.fetchrow(f"SELECT {_KEY_COLS} FROM api_keys WHERE secret_hash = $1", secret_hash)
-        return _key(row) if row else None
+            row = await conn.fetchrow(f"SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1", secret_hash)
+        return key_from_row(row) if row else None
 
     async def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
         async with self._s._conn() as conn:
             if tenant is None:
-                rows = await conn.fetch(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_ms")
+                rows = await conn.fetch(f"SELECT {KEY_COLS} FROM api_keys ORDER BY created_ms")
             else:
                 rows = await conn.fetch(
-                    f"SELECT {_KEY_COLS} FROM api_keys WHERE tenant = $1 ORDER BY created_ms", tenant
+                    f"SELECT {KEY_COLS} FROM api_keys WHERE tenant = $1 ORDER BY created_ms", tenant
                 )
-        return [_key(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None, now_ms: int) -> bool:
         async with self._s._conn() as conn:

@@ -6,30 +6,18 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from rtpm.errors import AlreadyExists
-from rtpm.storage.auth_base import ApiKeyRecord, AuthStore, RefreshTokenRecord, RefreshUse, UserRecord
+from rtpm.storage.auth_base import (
+    KEY_COLS,
+    USER_COLS,
+    ApiKeyRecord,
+    AuthStore,
+    RefreshTokenRecord,
+    RefreshUse,
+    UserRecord,
+    key_from_row,
+    user_from_row,
+)
 from rtpm.storage.sqlite import SqliteStorage
-
-_USER_COLS = "id, tenant, username, password_hash, role, disabled, created_ms"
-_KEY_COLS = "id, tenant, name, prefix, secret_hash, scopes, created_by, created_ms, expires_ms, revoked_ms"
-
-
-def _user(row: Any) -> UserRecord:
-    return UserRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), int(row[6]))
-
-
-def _key(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row[0],
-        tenant=row[1],
-        name=row[2],
-        prefix=row[3],
-        secret_hash=row[4],
-        scopes=frozenset(row[5].split()),
-        created_by=row[6],
-        created_ms=int(row[7]),
-        expires_ms=row[8],
-        revoked_ms=row[9],
-    )
 
 
 class SqliteAuthStore:
@@ -43,7 +31,7 @@ class SqliteAuthStore:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO users ({USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         user.id,
                         user.tenant,
@@ -61,25 +49,25 @@ class SqliteAuthStore:
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self._s._read(
-            lambda c: c.execute(f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
+            lambda c: c.execute(f"SELECT {USER_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
         )
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def get_user_by_name(self, username: str) -> UserRecord | None:
         row = await self._s._read(
-            lambda c: c.execute(f"SELECT {_USER_COLS} FROM users WHERE username = ?", (username,)).fetchone()
+            lambda c: c.execute(f"SELECT {USER_COLS} FROM users WHERE username = ?", (username,)).fetchone()
         )
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def list_users(self, tenant: str | None = None) -> list[UserRecord]:
         def run(conn: sqlite3.Connection) -> list[Any]:
             if tenant is None:
-                return conn.execute(f"SELECT {_USER_COLS} FROM users ORDER BY tenant, username").fetchall()
+                return conn.execute(f"SELECT {USER_COLS} FROM users ORDER BY tenant, username").fetchall()
             return conn.execute(
-                f"SELECT {_USER_COLS} FROM users WHERE tenant = ? ORDER BY username", (tenant,)
+                f"SELECT {USER_COLS} FROM users WHERE tenant = ? ORDER BY username", (tenant,)
             ).fetchall()
 
-        return [_user(r) for r in await self._s._read(run)]
+        return [user_from_row(r) for r in await self._s._read(run)]
 
     async def update_user(
         self, user_id: str, *, password_hash: str | None = None, role: str | None = None, disabled: bool | None = None
@@ -104,7 +92,7 @@ class SqliteAuthStore:
     async def create_api_key(self, key: ApiKeyRecord) -> None:
         await self._s._write(
             lambda c: c.execute(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys ({KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id,
                     key.tenant,
@@ -122,19 +110,19 @@ class SqliteAuthStore:
 
     async def get_api_key_by_hash(self, secret_hash: str) -> ApiKeyRecord | None:
         row = await self._s._read(
-            lambda c: c.execute(f"SELECT {_KEY_COLS} FROM api_keys WHERE secret_hash = ?", (secret_hash,)).fetchone()
+            lambda c: c.execute(f"SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = ?", (secret_hash,)).fetchone()
         )
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
 
     async def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
         def run(conn: sqlite3.Connection) -> list[Any]:
             if tenant is None:
-                return conn.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_ms").fetchall()
+                return conn.execute(f"SELECT {KEY_COLS} FROM api_keys ORDER BY created_ms").fetchall()
             return conn.execute(
-                f"SELECT {_KEY_COLS} FROM api_keys WHERE tenant = ? ORDER BY created_ms", (tenant,)
+                f"SELECT {KEY_COLS} FROM api_keys WHERE tenant = ? ORDER BY created_ms", (tenant,)
             ).fetchall()
 
-        return [_key(r) for r in await self._s._read(run)]
+        return [key_from_row(r) for r in await self._s._read(run)]
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None, now_ms: int) -> bool:
         sql = "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL"
