@@ -105,7 +105,7 @@ async def test_tenants_are_isolated(live: tuple) -> None:
     hub.subscribe(c1, SubscriptionSpec("alerts"), READ)
     hub.on_alert("t2", {"labels": {"alertname": "y"}, "state": "firing"})
     hub.tick(0.1)
-    await eventually(lambda: not c1.outbox)
+    await eventually(lambda: not c1.sending)
     assert s1.of_type("alert") == []
 
 

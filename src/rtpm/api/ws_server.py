@@ -4,19 +4,76 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
+from rtpm.realtime.protocol import Frame
 from rtpm.settings import RealtimeSettings
 
-# rtpm.api.routes.ws looks this up in the ASGI scope's extensions.
+# rtpm.api.routes.ws looks these up in the ASGI scope's extensions.
 ABORT_EXTENSION = "rtpm.abort"
+WRITER_EXTENSION = "rtpm.frame_writer"
+
+# Past this many bytes not yet taken by the socket, a connection counts as backed up (asyncio's
+# default high-water mark for a transport).
+BACKED_UP_BYTES = 64 * 1024
+
+
+def text_frame(data: bytes) -> bytes:
+    """A final, unmasked WebSocket text frame (RFC 6455 section 5.2) carrying `data`."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + data
+    return struct.pack("!BBQ", 0x81, 127, n) + data
+
+
+class DirectFrameWriter:
+    """The hub's FrameWriter for one uvicorn WebSocket connection, bypassing the ASGI send path.
+
+    Each shared `Frame` is framed once (cached on the frame) and every connection it goes to writes
+    the same bytes; all the frames of one tick go out in one transport write, never awaited. Only
+    offered when no extension (permessage-deflate) was negotiated: the frames are then exactly what
+    the websockets state machine would have produced. uvicorn's own writes (pings, pongs, the close
+    frame) go to the same transport, always as whole frames, so nothing interleaves.
+    """
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: WebSocketsSansIOProtocol) -> None:
+        self._proto = proto
+
+    @property
+    def usable(self) -> bool:
+        p = self._proto
+        return p.handshake_complete and not p.conn.extensions and p.conn.state is State.OPEN
+
+    def write(self, frames: Sequence[Frame]) -> None:
+        p = self._proto
+        transport = p.transport
+        if p.close_sent or p.disconnected or transport.is_closing() or p.conn.state is not State.OPEN:
+            return  # going away: the receive side reports the disconnect to the route
+        parts = []
+        for f in frames:
+            wire = f.wire
+            if wire is None:
+                wire = f.wire = text_frame(f.data)
+            parts.append(wire)
+        transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def backed_up(self) -> bool:
+        return self._proto.transport.get_write_buffer_size() > BACKED_UP_BYTES
 
 
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's protocol, plus `scope["extensions"]["rtpm.abort"]`: drop the TCP connection now.
+    """uvicorn's protocol, plus two ASGI scope extensions: `rtpm.abort`, drop the TCP connection
+    now, and `rtpm.frame_writer`, a DirectFrameWriter for the live hub.
 
     A client that stops reading fills its socket; a close frame can then never be written, and a
     graceful close waits for the buffer to drain forever. The hub closes such clients by aborting.
@@ -26,7 +83,9 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None and self.transport is not None:
-            scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.transport.abort
+            extensions = scope.setdefault("extensions", {})
+            extensions[ABORT_EXTENSION] = self.transport.abort
+            extensions[WRITER_EXTENSION] = DirectFrameWriter(self)
 
 
 CLOSE_GOING_AWAY = 1001

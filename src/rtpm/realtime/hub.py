@@ -8,11 +8,15 @@ one append per (series, tick): all the samples of a series that arrive within on
 `_Update`, offered once to each target connection and encoded to JSON once for all of them.
 
 Delivery. A ticker runs every `batch_interval_seconds`; each connection with something pending
-hands its messages to its own sender task, which is the only writer to its socket. When a client
-falls behind (its previous messages are still being written), a series' newer update replaces the
-waiting one (coalescing), at most `queue_max_series` series wait and newer ones are dropped, and the
-client gets a `lagged` message with the counts once it catches up. A client that stays behind for `lag_close_seconds` is closed with
-1013. Nothing here awaits a client: a slow socket only ever blocks its own sender task.
+hands its messages, in one call, to its `FrameWriter`, which never blocks. The API layer gives
+each connection a writer straight onto its socket (the shared frames are written as the same
+bytes to every connection, one write per connection per tick; no task per connection); a plain
+async `send(text)` is wrapped in `TaskWriter` (one task per connection awaiting each send). When a
+client falls behind (its writer is backed up: earlier messages not yet taken by the network), a
+series' newer update replaces the waiting one (coalescing), at most `queue_max_series` series wait
+and newer ones are dropped, and the client gets a `lagged` message with the counts once it catches
+up. A client that stays behind for `lag_close_seconds` is closed with 1013. Nothing here awaits a
+client.
 """
 
 from __future__ import annotations
@@ -21,22 +25,83 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from rtpm.errors import BadDataError, LimitExceeded, NotFoundError, OverloadedError
 from rtpm.model.labels import Labels, metric_name_of
 from rtpm.model.samples import WriteBatch
-from rtpm.realtime.protocol import Kind, SubscriptionSpec, encode, json_value, rfc3339_ms
+from rtpm.realtime.protocol import Frame, Kind, SubscriptionSpec, encode_frame, json_value, rfc3339_ms
 from rtpm.settings import RealtimeSettings
 
 log = structlog.get_logger("rtpm.realtime.hub")
 
 SendFn = Callable[[str], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
+
+
+class FrameWriter(Protocol):
+    """Where one connection's messages go. `write` never blocks and keeps the order; `backed_up`
+    says the client has not taken what was written before (the hub then holds back, coalesces,
+    drops and eventually closes)."""
+
+    def write(self, frames: Sequence[Frame]) -> None: ...
+
+    def backed_up(self) -> bool: ...
+
+
+class TaskWriter:
+    """A FrameWriter over an async `send(text)`: one task awaits each send in order; backed up
+    while a send is in progress or frames wait. On a failed send it calls `on_error`."""
+
+    __slots__ = ("_send", "_on_error", "_queue", "_wake", "_task", "sending", "name")
+
+    def __init__(self, send: SendFn, on_error: Callable[[BaseException], None], name: str = "rtpm-live-send") -> None:
+        self._send = send
+        self._on_error = on_error
+        self._queue: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sending = False
+        self.name = name
+
+    def write(self, frames: Sequence[Frame]) -> None:
+        self._queue.extend(frames)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+        self._wake.set()
+
+    def backed_up(self) -> bool:
+        return self.sending or bool(self._queue)
+
+    async def _run(self) -> None:
+        queue, send = self._queue, self._send
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self.sending = True
+                while queue:
+                    await send(queue.popleft().text)
+                self.sending = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket went away under us (a process edge for this connection)
+            self._on_error(exc)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        self._queue.clear()
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
 
 CLOSE_TRY_AGAIN_LATER = 1013
 METRICS_READ = "metrics:read"
@@ -92,11 +157,11 @@ class _Update:
         self.labels = labels
         self.samples = samples
         self.committed_ms = committed_ms
-        self._frame: str | None = None
+        self._frame: Frame | None = None
 
-    def frame(self, now_ms: int) -> str:
+    def frame(self, now_ms: int) -> Frame:
         if self._frame is None:
-            self._frame = encode(
+            self._frame = encode_frame(
                 {
                     "type": "metric",
                     "series": dict(self.labels),
@@ -180,7 +245,7 @@ class _TenantIndex:
 
 
 class LiveConnection:
-    """One client as the hub sees it: its subscriptions, its bounded queue and its sender task."""
+    """One client as the hub sees it: its subscriptions, its bounded queues and its writer."""
 
     def __init__(
         self, hub: ConnectionHub, conn_id: str, *, tenant: str, credential: str, send: SendFn, close: CloseFn
@@ -189,27 +254,39 @@ class LiveConnection:
         self.id = conn_id
         self.tenant = tenant
         self.credential = credential
-        self._send = send
         self._close = close
         self.subs: dict[str, _Subscription] = {}
         self.pending: dict[Labels, _Update] = {}
         self.rate_interval: dict[Labels, float] = {}
         self.last_sent: dict[Labels, float] = {}
-        self.alerts: deque[str] = deque()
-        self.control: deque[str] = deque()
-        self.outbox: deque[str] = deque()
+        self.alerts: deque[Frame] = deque()
+        self.control: deque[Frame] = deque()
         self.dropped = 0
         self.coalesced = 0
         self.alerts_dropped = 0
         self.behind_since: float | None = None
-        self.sending = False  # the sender task is writing (maybe stuck on a full socket)
         self.closed = False
         self._next_sub = 0
-        self._wake = asyncio.Event()
-        self._sender: asyncio.Task[None] | None = None
+        self._task_writer: TaskWriter | None = TaskWriter(send, self._send_failed, name=f"rtpm-live-send-{conn_id}")
+        self.writer: FrameWriter = self._task_writer
 
     def __repr__(self) -> str:
         return f"LiveConnection({self.id!r}, tenant={self.tenant!r})"
+
+    def use_writer(self, writer: FrameWriter) -> None:
+        """Write through `writer` from now on (before anything was written: the API layer's direct
+        socket writer, once the handshake has been accepted)."""
+        self.writer = writer
+        self._task_writer = None
+
+    @property
+    def sending(self) -> bool:
+        """The client has not taken everything written to it yet."""
+        return self.writer.backed_up()
+
+    def _send_failed(self, exc: BaseException) -> None:
+        log.debug("live_send_failed", conn_id=self.id, error=repr(exc))
+        self.hub.disconnect(self)
 
     # --- fed by the hub ---
 
@@ -225,9 +302,9 @@ class LiveConnection:
             return
         waiting_series = len(self.pending)
         bound = hub.opts.queue_max_series
-        # The bound is on backlog: a client still writing earlier messages keeps at most `bound` series;
+        # The bound is on backlog: a client still taking earlier messages keeps at most `bound` series;
         # one that keeps up may take a whole tick's worth (up to ten times that) in one go.
-        if waiting_series >= bound and (self.sending or self.outbox or waiting_series >= bound * 10):
+        if waiting_series >= bound and (waiting_series >= bound * 10 or self.writer.backed_up()):
             self.dropped += len(update.samples)
             hub.stats.samples_dropped += len(update.samples)
             return
@@ -236,7 +313,7 @@ class LiveConnection:
             self.rate_interval[labels] = interval
         hub._dirty.add(self)
 
-    def offer_alert(self, frame: str) -> None:
+    def offer_alert(self, frame: Frame) -> None:
         if len(self.alerts) >= self.hub.opts.queue_max_alerts:
             self.alerts.popleft()
             self.alerts_dropped += 1
@@ -244,21 +321,27 @@ class LiveConnection:
         self.alerts.append(frame)
         self.hub._dirty.add(self)
 
-    def reply(self, frame: str) -> None:
+    def reply(self, frame: Frame | str) -> None:
         """A direct answer (greeting, subscribed, error, pong): sent at once, ahead of updates."""
         if self.closed:
+            return
+        if isinstance(frame, str):
+            frame = Frame(frame.encode())
+        if not self.control and not self.writer.backed_up():
+            self.writer.write((frame,))
+            self.hub.stats.messages_sent += 1
             return
         if len(self.control) >= self.hub.opts.queue_max_control:
             self.hub.close_connection(self, CLOSE_TRY_AGAIN_LATER, "client does not read its replies")
             return
         self.control.append(frame)
-        self._wake.set()
+        self.hub._dirty.add(self)
 
     # --- run by the ticker ---
 
     def flush(self, now: float, now_ms: int) -> None:
         hub = self.hub
-        if self.outbox or self.sending:
+        if self.writer.backed_up():
             if self.behind_since is None:
                 self.behind_since = now
             elif now - self.behind_since >= hub.opts.lag_close_seconds:
@@ -267,12 +350,15 @@ class LiveConnection:
             hub._dirty.add(self)
             return
         self.behind_since = None
-        out = self.outbox
+        out: list[Frame] = []
+        if self.control:
+            out.extend(self.control)
+            self.control.clear()
         if self.dropped or self.coalesced or self.alerts_dropped:
             lagged: dict[str, Any] = {"type": "lagged", "dropped": self.dropped, "coalesced": self.coalesced}
             if self.alerts_dropped:
                 lagged["alerts_dropped"] = self.alerts_dropped
-            out.append(encode(lagged, now_ms))
+            out.append(encode_frame(lagged, now_ms))
             self.dropped = self.coalesced = self.alerts_dropped = 0
         held: dict[Labels, _Update] | None = None
         if self.rate_interval:
@@ -292,8 +378,9 @@ class LiveConnection:
         else:
             for update in self.pending.values():
                 out.append(update.frame(now_ms))
-        while self.alerts:
-            out.append(self.alerts.popleft())
+        if self.alerts:
+            out.extend(self.alerts)
+            self.alerts.clear()
         if held:
             self.pending = held
             hub._dirty.add(self)
@@ -301,40 +388,13 @@ class LiveConnection:
             self.pending = {}
             self.rate_interval.clear()
         if out:
-            self._wake.set()
-            hub._dirty.add(self)  # look again next tick: still writing then means behind
-
-    # --- the sender task: the only writer to the socket ---
-
-    def start(self) -> None:
-        self._sender = asyncio.create_task(self._run_sender(), name=f"rtpm-live-send-{self.id}")
-
-    async def _run_sender(self) -> None:
-        control, outbox, send, hub = self.control, self.outbox, self._send, self.hub
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                self.sending = True
-                while control or outbox:
-                    frame = control.popleft() if control else outbox.popleft()
-                    await send(frame)
-                    hub.stats.messages_sent += 1
-                self.sending = False
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the socket went away under us (a process edge for this connection)
-            log.debug("live_send_failed", conn_id=self.id, error=repr(exc))
-            hub.disconnect(self)
+            self.writer.write(out)
+            hub.stats.messages_sent += len(out)
+            hub._dirty.add(self)  # look again next tick: not taken by then means behind
 
     async def stop_sender(self) -> None:
-        task, self._sender = self._sender, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if self._task_writer is not None:
+            await self._task_writer.stop()
 
     def subscription_ids(self, kind: Kind | None = None) -> list[str]:
         return [sid for sid, s in self.subs.items() if kind is None or s.spec.kind == kind]
@@ -395,7 +455,8 @@ class ConnectionHub:
     # --- connections ---
 
     def connect(self, *, tenant: str, credential: str, send: SendFn, close: CloseFn) -> LiveConnection:
-        """Admit a connection (OverloadedError past a cap) and start its sender."""
+        """Admit a connection (OverloadedError past a cap). It writes through `send` (awaited in order
+        by a task of its own) unless the caller gives it a direct writer with `use_writer`."""
         opts = self.opts
         if len(self._conns) >= opts.max_connections:
             self.stats.refused += 1
@@ -411,7 +472,6 @@ class ConnectionHub:
         self._conns[conn.id] = conn
         self._per_credential[credential] = held + 1
         self.stats.connections = len(self._conns)
-        conn.start()
         return conn
 
     def disconnect(self, conn: LiveConnection) -> None:
@@ -429,7 +489,6 @@ class ConnectionHub:
             self._per_credential.pop(conn.credential, None)
         self._dirty.discard(conn)
         conn.pending = {}
-        conn.outbox.clear()
         conn.alerts.clear()
         conn.control.clear()
         self.stats.connections = len(self._conns)
@@ -580,14 +639,14 @@ class ConnectionHub:
             return
         raw_labels = event.get("labels")
         labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, Mapping) else {}
-        frame: str | None = None
+        frame: Frame | None = None
         seen: set[LiveConnection] = set()
         for sub in idx.alerts:
             if sub.conn in seen or (sub.spec.matchers and not sub.matches(labels)):
                 continue
             seen.add(sub.conn)
             if frame is None:
-                frame = encode({"type": "alert", "alert": dict(event)}, int(self._clock() * 1000))
+                frame = encode_frame({"type": "alert", "alert": dict(event)}, int(self._clock() * 1000))
             sub.conn.offer_alert(frame)
 
     # --- the tick ---

@@ -230,9 +230,38 @@ def _parse_unsubscribe(data: dict[str, Any]) -> Unsubscribe:
 # --- server -> client ---
 
 
+class Frame:
+    """One server message, encoded once and shared by every connection it goes to.
+
+    `data` is the JSON text (UTF-8). `wire` is a cache slot for the transport's encoding of it (a
+    WebSocket text frame, filled by the first connection that writes it), so a message that goes to
+    ten thousand connections is serialised and framed once, then written as the same bytes.
+    """
+
+    __slots__ = ("data", "wire")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.wire: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()
+
+
+_SECONDS: dict[int, str] = {}
+
+
 def rfc3339_ms(ts_ms: int) -> str:
-    dt = datetime.fromtimestamp(ts_ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    """`2024-01-02T03:04:05.678Z`. The formatted second is cached: on the live path nearly every
+    timestamp falls in one of a few recent seconds, and formatting a datetime is the costly part."""
+    sec, ms = divmod(ts_ms, 1000)
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{prefix}{ms:03d}Z"
 
 
 def json_value(value: float) -> float | str:
@@ -242,6 +271,11 @@ def json_value(value: float) -> float | str:
     if math.isnan(value):
         return "NaN"
     return "+Inf" if value > 0 else "-Inf"
+
+
+def encode_frame(message: dict[str, Any], now_ms: int) -> Frame:
+    message["timestamp"] = rfc3339_ms(now_ms)
+    return Frame(orjson.dumps(message))
 
 
 def encode(message: dict[str, Any], now_ms: int) -> str:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, WebSocket
 from starlette.websockets import WebSocketState
 
 from rtpm.api.auth import ACCESS_ATTR, AccessRule, authenticate, client_ip
-from rtpm.api.ws_server import ABORT_EXTENSION
+from rtpm.api.ws_server import ABORT_EXTENSION, WRITER_EXTENSION
 from rtpm.bootstrap import Services
 from rtpm.errors import AuthError, BadDataError, NotFoundError, OverloadedError, RateLimited, RtpmError
 from rtpm.realtime.hub import ALERTS_READ, METRICS_READ, CloseFn, ConnectionHub, LiveConnection
@@ -112,6 +112,9 @@ async def live_metrics(websocket: WebSocket, caller: Annotated[LiveCaller | Rtpm
         return
     try:
         await websocket.accept()
+        writer = websocket.scope.get("extensions", {}).get(WRITER_EXTENSION)
+        if writer is not None and writer.usable:
+            conn.use_writer(writer)  # frames straight onto the socket, no task per connection
         opts = services.settings.realtime
         limits = ProtocolLimits(
             max_matchers=opts.max_matchers_per_subscription,
