@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
+from rtpm.errors import TooManySamples
 from rtpm.jobs.maintenance import compact, enforce_retention, rollup
 from rtpm.model.labels import Matcher, make_labels
 from rtpm.model.rollups import RESOLUTIONS_MS, compute
@@ -177,3 +179,29 @@ async def test_lease_has_one_holder_until_it_expires(storage: Storage) -> None:
     assert await maint.try_lease("jobs", "a", 10_000, t + 2000)  # renewal
     assert await maint.try_lease("jobs", "b", 10_000, t + 13_000)  # a's lease ran out
     assert not await maint.try_lease("jobs", "a", 10_000, t + 14_000)
+
+
+async def test_sample_limit_counts_raw_rows_and_chunks_exactly(storage: Storage) -> None:
+    """max_samples is enforced while loading (no counting pass): the exact total passes, one less
+    is refused, whether the samples sit in raw rows, chunks or both, and for reads large enough to
+    be split across connections."""
+    maint = storage.maintenance  # type: ignore[attr-defined]
+    base = now_ms() - 30 * 60_000
+    start = base - base % (2 * HOUR)
+    hosts = 250
+    await storage.write([series_batch(start - HOUR, start + HOUR, 60_000, hosts=hosts)])
+
+    async def check(total: int) -> None:
+        q = storage.querier("t", start - 2 * HOUR, start + 2 * HOUR)
+        found = await q.select([NAME], max_samples=total)
+        assert len(found) == hosts
+        assert sum(len(s.ts_ms) for s in found) == total
+        with pytest.raises(TooManySamples):
+            await q.select([NAME], max_samples=total - 1)
+
+    await check(hosts * 120)  # raw rows only
+    await compact(maint, now_ms=now_ms() + 5 * HOUR, opts=OPTS)
+    assert (await maint.status("t")).raw_samples == 0
+    await check(hosts * 120)  # chunks only
+    await storage.write([series_batch(start + HOUR, start + HOUR + 30 * 60_000, 60_000, hosts=hosts)])
+    await check(hosts * 150)  # both

@@ -1,5 +1,5 @@
-"""The read side shared by both backends. A backend supplies four primitives over series ids
-(find, load, count, latest); everything a Querier answers is built from them here, so raw rows and
+"""The read side shared by both backends. A backend supplies three primitives over series ids
+(find, load, latest); everything a Querier answers is built from them here, so raw rows and
 compressed chunks are merged the same way on every backend."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rtpm.errors import TooManySamples
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, Series, SeriesStats
 from rtpm.storage.chunks import F64, I64
@@ -29,12 +28,10 @@ class MergedQuerier:
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         raise NotImplementedError
 
-    async def _load(self, ids: list[int]) -> Loaded:
-        """Samples in range per series id: chunks and raw rows merged (raw wins on equal ts)."""
-        raise NotImplementedError
-
-    async def _count(self, ids: list[int]) -> int:
-        """An upper bound of the samples `_load` would return (whole chunks counted)."""
+    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
+        """Samples in range per series id: chunks and raw rows merged (raw wins on equal ts).
+        With `limit`, raises TooManySamples instead of reading more than that many samples
+        (whole chunks counted), without a separate counting pass."""
         raise NotImplementedError
 
     async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
@@ -46,15 +43,7 @@ class MergedQuerier:
         found = await self._find(matchers)
         if not found:
             return []
-        ids = [sid for sid, _ in found]
-        if max_samples is not None:
-            total = await self._count(ids)
-            if total > max_samples:
-                raise TooManySamples(
-                    f"query would load {total} samples, more than {max_samples} (max_query_samples); "
-                    "narrow the time range or the selector"
-                )
-        data = await self._load(ids)
+        data = await self._load([sid for sid, _ in found], max_samples)
         out = []
         for sid, labels in found:
             hit = data.get(sid)

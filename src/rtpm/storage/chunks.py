@@ -54,6 +54,8 @@ def merge(older: tuple[I64, F64], newer: tuple[I64, F64]) -> tuple[I64, F64]:
         return nts, nvals
     if not len(nts):
         return ots, ovals
+    if ots[-1] < nts[0]:  # the usual case: raw rows start after the chunks end
+        return np.concatenate([ots, nts]), np.concatenate([ovals, nvals])
     keep = ~np.isin(ots, nts, assume_unique=True)
     ts = np.concatenate([ots[keep], nts])
     values = np.concatenate([ovals[keep], nvals])
@@ -69,15 +71,21 @@ def assemble(
     parts_ts, parts_vals = [], []
     for ts_data, value_data in chunks:
         ts, vals = decode(ts_data, value_data)
-        lo = int(np.searchsorted(ts, start_ms, side="left"))
-        hi = int(np.searchsorted(ts, end_ms, side="right"))
-        if hi > lo:
-            parts_ts.append(ts[lo:hi])
-            parts_vals.append(vals[lo:hi])
+        if not len(ts):
+            continue
+        if ts[0] < start_ms or ts[-1] > end_ms:  # only the chunks at the range's ends are cut
+            lo = int(np.searchsorted(ts, start_ms, side="left"))
+            hi = int(np.searchsorted(ts, end_ms, side="right"))
+            ts, vals = ts[lo:hi], vals[lo:hi]
+            if not len(ts):
+                continue
+        parts_ts.append(ts)
+        parts_vals.append(vals)
     if parts_ts:
-        cts = np.concatenate(parts_ts)
-        cvals = np.concatenate(parts_vals)
-        if len(parts_ts) > 1:
+        in_order = all(a[-1] < b[0] for a, b in zip(parts_ts, parts_ts[1:], strict=False))
+        cts = np.concatenate(parts_ts) if len(parts_ts) > 1 else parts_ts[0]
+        cvals = np.concatenate(parts_vals) if len(parts_vals) > 1 else parts_vals[0]
+        if not in_order:  # windows are disjoint, so only their order can be off
             order = np.argsort(cts, kind="stable")
             cts, cvals = cts[order], cvals[order]
         merged = (cts, cvals)

@@ -223,7 +223,10 @@ class PostgresMaintenance:
 
     async def reclaim_space(self) -> None:
         """Give back the space of partitions that compaction emptied (TRUNCATE, under a lock that
-        keeps a late insert from slipping in between the check and the truncate), then vacuum."""
+        keeps a late insert from slipping in between the check and the truncate), then vacuum.
+        Compaction deletes raw rows all day long: without a vacuum their dead index entries make
+        every read of the day's partition walk the deleted rows too (autovacuum gets there as well,
+        this does not wait for it)."""
         async with self._s._conn() as conn:
             for name, _ in await conn.fetch(_PARTITIONS):
                 async with conn.transaction():
@@ -232,6 +235,7 @@ class PostgresMaintenance:
                         await conn.execute(f"TRUNCATE {name}")
             for table in ("chunks", "rollups", "late_writes"):
                 await conn.execute(f"VACUUM {table}")
+            await conn.execute("VACUUM (ANALYZE) samples")
 
     async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
         async with self._s._conn() as conn:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable
+from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
     MetricInfo,
@@ -302,10 +302,10 @@ class SqliteQuerier(MergedQuerier):
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         return await self._s._read(lambda conn: self._s._matching_series(conn, self.tenant, matchers))
 
-    def _raw(self, conn: sqlite3.Connection, sid: int) -> tuple[I64, F64] | None:
+    def _raw(self, conn: sqlite3.Connection, sid: int, limit: int = -1) -> tuple[I64, F64] | None:
         rows = conn.execute(
-            "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-            (sid, self.start_ms, self.end_ms),
+            "SELECT ts, value, nan_bits FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts LIMIT ?",
+            (sid, self.start_ms, self.end_ms, limit),
         ).fetchall()
         if not rows:
             return None
@@ -322,29 +322,31 @@ class SqliteQuerier(MergedQuerier):
             sql += " DESC LIMIT 1"
         return conn.execute(sql, (sid, self.end_ms, self.start_ms)).fetchall()
 
-    async def _load(self, ids: list[int]) -> Loaded:
+    def _chunk_samples(self, conn: sqlite3.Connection, sid: int) -> int:
+        return conn.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM chunks WHERE series_id = ? AND min_ts <= ? AND max_ts >= ?",
+            (sid, self.end_ms, self.start_ms),
+        ).fetchone()[0]
+
+    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
         def run(conn: sqlite3.Connection) -> Loaded:
             out: Loaded = {}
+            left = limit
             for sid in ids:
-                raw = self._raw(conn, sid)
+                if left is not None:  # count as we go: stop before reading past the limit
+                    left -= self._chunk_samples(conn, sid)
+                    if left < 0:
+                        raise TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
+                raw = self._raw(conn, sid, -1 if left is None else left + 1)
+                if raw is not None and left is not None:
+                    left -= len(raw[0])
+                    if left < 0:
+                        raise TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
                 blobs = self._chunk_blobs(conn, sid)
                 if raw is None and not blobs:
                     continue
                 out[sid] = chunks.assemble(blobs, raw, self.start_ms, self.end_ms)
             return out
-
-        return await self._s._read(run)
-
-    async def _count(self, ids: list[int]) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            total = 0
-            for sid in ids:
-                total += conn.execute(
-                    "SELECT (SELECT COUNT(*) FROM samples WHERE series_id = ?1 AND ts BETWEEN ?2 AND ?3) + "
-                    "(SELECT COALESCE(SUM(count), 0) FROM chunks WHERE series_id = ?1 AND min_ts <= ?3 AND max_ts >= ?2)",
-                    (sid, self.start_ms, self.end_ms),
-                ).fetchone()[0]
-            return total
 
         return await self._s._read(run)
 
