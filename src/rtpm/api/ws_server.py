@@ -44,10 +44,11 @@ class DirectFrameWriter:
     frame) go to the same transport, always as whole frames, so nothing interleaves.
     """
 
-    __slots__ = ("_proto",)
+    __slots__ = ("_proto", "_transport")
 
     def __init__(self, proto: WebSocketsSansIOProtocol) -> None:
         self._proto = proto
+        self._transport = proto.transport
 
     @property
     def usable(self) -> bool:
@@ -55,8 +56,7 @@ class DirectFrameWriter:
         return p.handshake_complete and not p.conn.extensions and p.conn.state is State.OPEN
 
     def write(self, frames: Sequence[Frame]) -> None:
-        p = self._proto
-        transport = p.transport
+        p, transport = self._proto, self._transport
         if p.close_sent or p.disconnected or transport.is_closing() or p.conn.state is not State.OPEN:
             return  # going away: the receive side reports the disconnect to the route
         parts = []
@@ -68,7 +68,7 @@ class DirectFrameWriter:
         transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def backed_up(self) -> bool:
-        return self._proto.transport.get_write_buffer_size() > BACKED_UP_BYTES
+        return self._transport.get_write_buffer_size() > BACKED_UP_BYTES
 
 
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):

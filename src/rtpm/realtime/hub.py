@@ -55,34 +55,37 @@ class FrameWriter(Protocol):
 
 class TaskWriter:
     """A FrameWriter over an async `send(text)`: one task awaits each send in order; backed up
-    while a send is in progress or frames wait. On a failed send it calls `on_error`."""
+    while a send is in progress or frames wait. On a failed send it calls `on_error`. Its queue,
+    event and task are made on the first write (most connections never write through one)."""
 
     __slots__ = ("_send", "_on_error", "_queue", "_wake", "_task", "sending", "name")
 
     def __init__(self, send: SendFn, on_error: Callable[[BaseException], None], name: str = "rtpm-live-send") -> None:
         self._send = send
         self._on_error = on_error
-        self._queue: deque[Frame] = deque()
-        self._wake = asyncio.Event()
+        self._queue: deque[Frame] | None = None
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.sending = False
         self.name = name
 
     def write(self, frames: Sequence[Frame]) -> None:
+        if self._queue is None or self._wake is None:
+            self._queue, self._wake = deque(), asyncio.Event()
         self._queue.extend(frames)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+            self._task = asyncio.get_running_loop().create_task(self._run(self._queue, self._wake), name=self.name)
         self._wake.set()
 
     def backed_up(self) -> bool:
         return self.sending or bool(self._queue)
 
-    async def _run(self) -> None:
-        queue, send = self._queue, self._send
+    async def _run(self, queue: deque[Frame], wake: asyncio.Event) -> None:
+        send = self._send
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                await wake.wait()
+                wake.clear()
                 self.sending = True
                 while queue:
                     await send(queue.popleft().text)
@@ -94,7 +97,8 @@ class TaskWriter:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             try:
@@ -259,8 +263,8 @@ class LiveConnection:
         self.pending: dict[Labels, _Update] = {}
         self.rate_interval: dict[Labels, float] = {}
         self.last_sent: dict[Labels, float] = {}
-        self.alerts: deque[Frame] = deque()
-        self.control: deque[Frame] = deque()
+        self.alerts: list[Frame] = []  # lists, not deques: a deque costs ~600 bytes even when empty
+        self.control: list[Frame] = []
         self.dropped = 0
         self.coalesced = 0
         self.alerts_dropped = 0
@@ -315,7 +319,7 @@ class LiveConnection:
 
     def offer_alert(self, frame: Frame) -> None:
         if len(self.alerts) >= self.hub.opts.queue_max_alerts:
-            self.alerts.popleft()
+            del self.alerts[0]
             self.alerts_dropped += 1
             self.hub.stats.alerts_dropped += 1
         self.alerts.append(frame)
@@ -388,9 +392,11 @@ class LiveConnection:
             self.pending = {}
             self.rate_interval.clear()
         if out:
-            self.writer.write(out)
+            writer = self.writer
+            writer.write(out)
             hub.stats.messages_sent += len(out)
-            hub._dirty.add(self)  # look again next tick: not taken by then means behind
+            if writer.backed_up():
+                hub._dirty.add(self)  # look again next tick: not taken by then means behind
 
     async def stop_sender(self) -> None:
         if self._task_writer is not None:
