@@ -128,3 +128,28 @@ async def test_a_credential_without_alerts_read_cannot_subscribe_to_alerts(serve
         err = await recv_json(ws)
         assert err["type"] == "error" and "alerts:read" in err["message"]
         await subscribe(ws, {"subscription": "metrics"})
+
+
+async def test_with_compression_on_updates_still_arrive_compressed(tmp_path: Path) -> None:
+    """permessage-deflate negotiated: the hub writes through the ASGI send path instead of raw frames."""
+    srv = RtpmServer(
+        env={"RTPM_DATA_DIR": str(tmp_path / "data"), "RTPM_REALTIME__COMPRESSION": "true"},
+        log_path=tmp_path / "server.log",
+    )
+    srv.start()
+    try:
+        cpu = f"cpu_{uuid.uuid4().hex[:8]}"
+        async with websockets.connect(ws_url(srv), additional_headers=srv.headers, compression="deflate") as ws:
+            assert ws.response is not None and "permessage-deflate" in ws.response.headers.get(
+                "Sec-WebSocket-Extensions", ""
+            )
+            assert (await recv_json(ws))["type"] == "connection"
+            await subscribe(ws, {"subscription": "metrics", "metrics": [cpu]})
+            await ingest(srv, [{"name": cpu, "value": float(i), "labels": {"i": str(i)}} for i in range(3)])
+            got: list[dict[str, object]] = []
+            while len(got) < 3:
+                msg, _ = await recv_until(ws, lambda m: m["type"] == "metric")
+                got.append(msg)
+            assert series_values(got) == {((("__name__", cpu), ("i", str(i))), float(i)) for i in range(3)}
+    finally:
+        srv.stop()
