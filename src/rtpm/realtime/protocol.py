@@ -8,7 +8,10 @@ Client -> server (JSON text frames):
     {"type": "unsubscribe", "data": {"id": str} | {"subscription": "metrics" | "alerts"} | {}}
     {"type": "ping"}
 Server -> client: connection, subscribed, unsubscribed, metric, alert, lagged, error, pong; each
-carries `type` and `timestamp` (RFC3339, milliseconds, UTC).
+carries `type` and `timestamp` (RFC3339, milliseconds, UTC). Updates are batched: every batch
+interval a connection gets one `metric` message per series with new samples (every sample of that
+series committed since the last batch, plus `committed_at`), and all the messages of one batch go
+out together. A `metric` message is the same bytes for every connection it goes to (`Frame`).
 
 Everything invalid raises BadDataError (or LimitExceeded) with a message naming the field; the
 endpoint turns it into an `error` message and keeps the connection open.
