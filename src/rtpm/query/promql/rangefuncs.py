@@ -54,38 +54,52 @@ def extrapolated_rate(rv: RangeVec, is_counter: bool, is_rate: bool) -> Vector:
     n = rv.hi - rv.lo
     ok = n >= 2
     out = np.full((s, t), np.nan)
-    if ok.any():
-        first = rv.lo[ok]
-        last = rv.hi[ok] - 1
-        v, ts = rv.vals, rv.ts
-        result = v[last] - v[first]
-        if is_counter:
-            d = np.zeros(len(v))
-            if len(v) > 1:
-                d[1:] = np.where(v[1:] < v[:-1], v[:-1], 0.0)
-            c = np.cumsum(d)
-            result = result + (c[last] - c[first])
+    if not ok.any():
+        return _out(rv, out, ok)
+    every = bool(ok.all())  # the usual case: no masking, flat views instead of copies
+    if every:
+        first, last, count = rv.lo.ravel(), rv.hi.ravel() - 1, n.ravel()
+        end = np.tile(rv.end_ms, s)
+    else:
+        first, last, count = rv.lo[ok], rv.hi[ok] - 1, n[ok]
         end = np.broadcast_to(rv.end_ms[None, :], (s, t))[ok]
-        range_start = end - rv.range_ms
-        first_t, last_t = ts[first], ts[last]
-        to_start = (first_t - range_start) / 1000.0
-        to_end = (end - last_t) / 1000.0
-        sampled = (last_t - first_t) / 1000.0
-        avg = sampled / (n[ok] - 1)
-        if is_counter:
-            fv = v[first]
-            zero_ok = (result > 0) & (fv >= 0)
-            to_zero = np.where(zero_ok, sampled * (fv / np.where(result == 0, 1.0, result)), np.inf)
-            to_start = np.where(zero_ok & (to_zero < to_start), to_zero, to_start)
-        threshold = avg * 1.1
-        interval = (
-            sampled + np.where(to_start < threshold, to_start, avg / 2) + np.where(to_end < threshold, to_end, avg / 2)
-        )
-        factor = interval / sampled
-        if is_rate:
-            factor = factor / (rv.range_ms / 1000.0)
-        out[ok] = result * factor
+    v, ts = rv.vals, rv.ts
+    fv = v[first]
+    result = v[last] - fv
+    if is_counter:
+        result += _reset_correction(v, first, last)
+    first_t, last_t = ts[first], ts[last]
+    to_start = (first_t - (end - rv.range_ms)) / 1000.0
+    to_end = (end - last_t) / 1000.0
+    sampled = (last_t - first_t) / 1000.0
+    avg = sampled / (count - 1)
+    if is_counter:
+        zero_ok = (result > 0) & (fv >= 0)
+        to_zero = np.where(zero_ok, sampled * (fv / np.where(result == 0, 1.0, result)), np.inf)
+        np.minimum(to_start, to_zero, out=to_start, where=zero_ok)
+    threshold = avg * 1.1
+    half = avg / 2
+    interval = sampled + np.where(to_start < threshold, to_start, half)
+    interval += np.where(to_end < threshold, to_end, half)
+    factor = interval / sampled
+    if is_rate:
+        factor /= rv.range_ms / 1000.0
+    result *= factor
+    if every:
+        out = result.reshape(s, t)
+    else:
+        out[ok] = result
     return _out(rv, out, ok)
+
+
+def _reset_correction(v: F64, first: I64, last: I64) -> F64:
+    """Per window [first, last]: the sum of v[i-1] over the counter resets (v[i] < v[i-1]) at
+    first < i <= last. Resets are rare, so they are found once and summed by position."""
+    resets = np.flatnonzero(v[1:] < v[:-1]) + 1
+    if not len(resets):
+        return np.zeros(len(first))
+    c = np.concatenate(([0.0], np.cumsum(v[resets - 1])))
+    return c[np.searchsorted(resets, last, "right")] - c[np.searchsorted(resets, first, "right")]
 
 
 def instant_delta(rv: RangeVec, is_rate: bool) -> Vector:

@@ -51,21 +51,38 @@ class Flat:
         return Flat(self.labels, self.ts[keep], self.vals[keep], offsets)
 
 
-def _positions(flat: Flat, times: I64, side: str) -> I64:
-    """For every series i and time t: searchsorted(series_i_ts, t, side) as an index into flat arrays.
-    Returns (S, T)."""
+_LOOP_MIN_AVG_LEN = 32  # series this long on average: one searchsorted per series beats composite keys
+
+
+def _positions(flat: Flat, *times: I64) -> list[I64]:
+    """For every series i and every array of times: searchsorted(series_i_ts, t, side="right") as
+    an index into the flat arrays, shaped (S, T). Long series are searched one by one (work per
+    series, not per sample); many short ones through one search over composite keys
+    (series index * K + timestamp), built once for all the time arrays."""
     s = len(flat.labels)
     if s == 0:
-        return np.zeros((0, len(times)), np.int64)
+        return [np.zeros((0, len(t)), np.int64) for t in times]
     if len(flat.ts) == 0:
-        return np.zeros((s, len(times)), np.int64)
-    base = min(int(flat.ts.min()), int(times.min())) - 1
-    top = max(int(flat.ts.max()), int(times.max())) + 1
+        return [np.zeros((s, len(t)), np.int64) for t in times]
+    if len(flat.ts) >= _LOOP_MIN_AVG_LEN * s:
+        outs = [np.empty((s, len(t)), np.int64) for t in times]
+        offs = flat.offsets.tolist()
+        for i in range(s):
+            a, b = offs[i], offs[i + 1]
+            seg = flat.ts[a:b]
+            for out, t in zip(outs, times, strict=True):
+                out[i] = seg.searchsorted(t, "right")
+                out[i] += a
+        return outs
+    lo_t = min(int(t.min()) for t in times if len(t)) if any(len(t) for t in times) else 0
+    hi_t = max(int(t.max()) for t in times if len(t)) if any(len(t) for t in times) else 0
+    base = min(int(flat.ts.min()), lo_t) - 1
+    top = max(int(flat.ts.max()), hi_t) + 1
     k = np.int64(top - base + 1)
     sid = np.repeat(np.arange(s, dtype=np.int64), np.diff(flat.offsets))
     keys = sid * k + (flat.ts - base)
-    queries = (np.arange(s, dtype=np.int64) * k)[:, None] + (times - base)[None, :]
-    return np.searchsorted(keys, queries.ravel(), side=side).reshape(s, len(times)).astype(np.int64)
+    rows = (np.arange(s, dtype=np.int64) * k)[:, None]
+    return [np.searchsorted(keys, (rows + (t - base)[None, :]).ravel(), side="right").reshape(s, len(t)) for t in times]
 
 
 def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
@@ -73,7 +90,7 @@ def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
     s, t = len(flat.labels), len(eff)
     if s == 0:
         return Vector.empty(t)
-    hi = _positions(flat, eff, "right")
+    (hi,) = _positions(flat, eff)
     idx = hi - 1
     start = flat.offsets[:-1][:, None]
     ok = idx >= start
@@ -91,6 +108,5 @@ def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
 
 def windows(flat: Flat, eff: I64, range_ms: int, eval_ms: I64) -> RangeVec:
     """Every series' samples in (t - range, t] per step, as index windows into the flat arrays."""
-    hi = _positions(flat, eff, "right")
-    lo = _positions(flat, eff - range_ms, "right")
+    hi, lo = _positions(flat, eff, eff - range_ms)
     return RangeVec(list(flat.labels), flat.ts, flat.vals, lo, hi, range_ms, eff, eval_ms)
