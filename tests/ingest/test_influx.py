@@ -245,3 +245,92 @@ def test_query_answers_telegraf_create_database_probe(pusher: Pusher, method: st
     assert r.status_code == 200
     result = r.json()["results"][0]
     assert "error" not in result
+
+
+# ---- the column-wise fast paths decode exactly like the line-by-line parser -------------------
+
+_BODIES = [
+    pytest.param("cpu,host=a,region=eu usage=1.5 {t}\ncpu,host=b,region=eu usage=2 {t}\n", id="one-field-lines"),
+    pytest.param("cpu,host=a usage=1.5 {t}\ncpu,host=a usage=2.5 {t2}\n", id="same-series-twice"),
+    pytest.param("cpu,region=eu,host=a usage=1 {t}\ncpu,host=a,region=eu usage=2 {t2}", id="tag-order-same-series"),
+    pytest.param("cpu,host=a usage=1i,idle=2u,up=true,down=F {t}\n", id="several-fields-every-type"),
+    pytest.param("cpu,host=a usage=1\ncpu,host=b usage=-2e3", id="no-timestamps"),
+    pytest.param("cpu,host=a usage=1 {t}\ncpu,host=b usage=2", id="mixed-timestamps"),
+    pytest.param('cpu,host=a usage=1,s="x" {t}\n', id="string-field"),
+    pytest.param("cpu,host=a usage=.5 {t}\n\ncpu,host=a idle=+1 {t}\n", id="blank-line"),
+    pytest.param("cpu,host=a usage=nan {t}\n", id="nan-is-invalid"),
+    pytest.param("cpu,host=a usage=1e999 {t}\n", id="float-out-of-range"),
+    pytest.param("cpu,host=a usage=1_0 {t}\n", id="underscore-is-invalid"),
+    pytest.param("cpu,host=a usage=1=2 {t}\n", id="equals-in-value"),
+    pytest.param("cpu,host=a usage=1,x {t}\n", id="field-without-value"),
+    pytest.param("cpu,host usage=1 {t}\n", id="tag-without-value"),
+    pytest.param(",host=a usage=1 {t}\n", id="no-measurement"),
+    pytest.param("cpu,host=a usage=1 12\n", id="timestamp-out-of-window"),
+    pytest.param("cpu,host=a usage=1 +{t}\n", id="timestamp-with-plus"),
+    pytest.param("cpu,host=a usage=1 {t} 5\n", id="extra-token"),
+    pytest.param("cpu,1host=a,h-k=b,__x=c usage=1 {t}\n", id="label-names-sanitized-or-invalid"),
+    pytest.param("9cpu.x,host=a us-age=1 {t}\n", id="metric-name-sanitized"),
+]
+
+
+def _decode_both(body: str, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> tuple[Any, Any]:
+    from rtpm.ingest.influx import InfluxDecoder
+    from rtpm.ingest.validate import Validator
+    from rtpm.settings import LimitsSettings
+
+    now = now_ms()
+
+    def run(decoder: InfluxDecoder) -> Any:
+        out = []
+        for _ in range(2):  # the second time from the decoder's cache
+            try:
+                b = decoder.decode(body.encode(), tenant="t", now_ms=now, **kw)
+                out.append((b.series, b.refs, b.ts_ms, [str(v) for v in b.values], b._index))
+            except Exception as exc:  # noqa: BLE001
+                out.append((type(exc).__name__, str(exc), getattr(exc, "details", None)))
+        return out
+
+    fast = run(InfluxDecoder(Validator(LimitsSettings())))
+    slow_decoder = InfluxDecoder(Validator(LimitsSettings()))
+    monkeypatch.setattr(slow_decoder, "_decode_single", lambda *a: None)
+    monkeypatch.setattr(slow_decoder, "_decode_plain", lambda *a: None)
+    return fast, run(slow_decoder)
+
+
+@pytest.mark.parametrize("template", _BODIES)
+@pytest.mark.parametrize("kw", [{}, {"db": "telegraf"}, {"extra_labels": {"env": "x"}}], ids=["plain", "db", "extra"])
+def test_fast_paths_decode_like_the_line_parser(
+    template: str, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = now_ms() * 1_000_000
+    body = template.format(t=t, t2=t + 1_000_000_000)
+    fast, slow = _decode_both(body, monkeypatch, **kw)
+    assert fast == slow
+
+
+def test_fast_paths_with_seconds_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = now_ms() // 1000
+    fast, slow = _decode_both(f"cpu,host=a usage=1 {t}\ncpu,host=b usage=2 {t}\n", monkeypatch, precision="s")
+    assert fast == slow
+    assert fast[0][2] == [t * 1000, t * 1000]
+
+
+def test_common_bodies_take_the_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtpm.ingest.influx import InfluxDecoder
+    from rtpm.ingest.validate import Validator
+    from rtpm.settings import LimitsSettings
+
+    decoder = InfluxDecoder(Validator(LimitsSettings()))
+    t = now_ms() * 1_000_000
+    parser = {"used": 0}
+    original = decoder._decode_plain
+
+    def plain(*args: Any) -> Any:
+        parser["used"] += 1
+        return original(*args)
+
+    monkeypatch.setattr(decoder, "_decode_plain", plain)
+    single = decoder.decode(f"cpu,host=a v=1 {t}\ncpu,host=b v=2 {t}\n".encode(), tenant="t", now_ms=now_ms())
+    assert len(single) == 2 and parser["used"] == 0
+    several = decoder.decode(f"cpu,host=a v=1,w=2i {t}\n".encode(), tenant="t", now_ms=now_ms())
+    assert len(several) == 2 and parser["used"] == 1
