@@ -281,3 +281,70 @@ def test_attribute_names_colliding_after_sanitizing_are_joined(pusher: Pusher) -
     kv(dp.attributes, "flag", True)
     assert post(pusher, req).status_code == 200
     assert list(pusher.stored()) == [(("__name__", "g"), ("a_b", "1;2"), ("flag", "true"))]
+
+
+# ---- the decoder reads number data points from their bytes; results are the same -----------
+
+
+def _decoder() -> Any:
+    from rtpm.ingest.otlp import OtlpDecoder
+    from rtpm.ingest.validate import Validator
+    from rtpm.settings import LimitsSettings
+
+    return OtlpDecoder(Validator(LimitsSettings()))
+
+
+def _columns(decoder: Any, data: bytes, now: int) -> Any:
+    r = decoder.decode(data, json=False, tenant="t", now_ms=now)
+    b = r.batch
+    return b.series, b.refs, b.ts_ms, [repr(v) for v in b.values], r.rejected_points
+
+
+def test_point_layouts_and_the_series_cache_agree() -> None:
+    """Points with and without start time, as_int, flags and exemplars give the same samples the
+    first time (decoded field by field) and later (read in place from known attribute bytes)."""
+    t = now_ms() * 1_000_000
+    req, metrics = new_request({"service.name": "api"})
+    g = metrics.add(name="temp").gauge.data_points
+    for i, extra in enumerate(["", "start", "int", "flags", "exemplar", "zero-time"]):
+        dp = g.add(time_unix_nano=0 if extra == "zero-time" else t + i * 1_000_000)
+        if extra == "int":
+            dp.as_int = -7
+        else:
+            dp.as_double = 1.5 + i
+        if extra == "start":
+            dp.start_time_unix_nano = t - 10**9
+        if extra == "flags":
+            dp.flags = 1
+        if extra == "exemplar":
+            dp.exemplars.add(as_double=1.0, time_unix_nano=t)
+        kv(dp.attributes, "k", "v" if extra in ("", "flags") else extra)
+    decoder, now = _decoder(), now_ms() - 1000
+    first = _columns(decoder, req.SerializeToString(), now)
+    again = _columns(decoder, req.SerializeToString(), now)
+    fresh = _columns(_decoder(), req.SerializeToString(), now)
+    assert first == again == fresh
+    series, refs, ts, values, _ = first
+    assert refs == [0, 1, 2, 0, 3, 4]  # the stale marker (flags) is the first point's series
+    assert values[2] == "-7.0" and values[3] == "nan"
+    assert ts[-1] == now and len(set(ts)) == 6
+
+
+def test_invalid_attribute_bytes_fail_like_the_full_parse() -> None:
+    """A KeyValue that does not parse is found even when the rest of the point looks known."""
+    from rtpm.errors import BadDataError
+
+    t = now_ms() * 1_000_000
+    req, metrics = new_request()
+    dp = metrics.add(name="temp").gauge.data_points.add(time_unix_nano=t, as_double=1.0)
+    kv(dp.attributes, "k", "v")
+    decoder = _decoder()
+    good = req.SerializeToString()
+    decoder.decode(good, json=False, tenant="t", now_ms=now_ms())
+    bad = good.replace(b"\x0a\x01k", b"\x0a\x01\xff")  # invalid UTF-8 in the attribute's key
+    assert bad != good
+    with pytest.raises(BadDataError) as caught:
+        decoder.decode(bad, json=False, tenant="t", now_ms=now_ms())
+    with pytest.raises(Exception) as full:
+        ExportMetricsServiceRequest.FromString(bad)
+    assert str(caught.value) == f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {full.value}"

@@ -26,17 +26,19 @@ from __future__ import annotations
 import base64
 import functools
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
 from rtpm.ingest.batching import MISSING, BatchBuilder
-from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse
+from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse, KeyValue
+from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
 from rtpm.ingest.validate import Validator
 from rtpm.model.labels import Labels
 from rtpm.model.samples import STALE_NAN, MetricType, WriteBatch
@@ -169,6 +171,44 @@ def attributes(kvs: Any) -> dict[str, str]:
     return out
 
 
+def _lite_request_class() -> Any:
+    """ExportMetricsServiceRequest as the decoder reads it: the same wire format, except that the
+    attributes of number, histogram and summary data points are left as the raw bytes of each
+    encoded KeyValue. A data point's series is then found by those bytes (one dictionary lookup),
+    and its attributes are only decoded, checked and turned into labels when they are new.
+    The data points of gauges and sums are left as raw bytes too (see `_Decoder.numbers`)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET)
+    pool = descriptor_pool.DescriptorPool()
+    raw = {
+        "NumberDataPoint": "attributes",
+        "HistogramDataPoint": "attributes",
+        "SummaryDataPoint": "attributes",
+        "Gauge": "data_points",
+        "Sum": "data_points",
+    }
+    for f in files.file:
+        if f.package == "opentelemetry.proto.metrics.v1":
+            for m in f.message_type:
+                for fd in m.field:
+                    if raw.get(m.name) == fd.name:
+                        fd.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                        fd.ClearField("type_name")
+        pool.Add(f)
+    package = "opentelemetry.proto.metrics.v1"
+    return tuple(
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
+        for name in ("ExportMetricsServiceRequest", "NumberDataPoint")
+    )
+
+
+_LiteRequest, _LiteNumberDataPoint = _lite_request_class()
+# A number data point as protobuf encoders write it (fields in number order): optional
+# start_time_unix_nano (tag 0x11), time_unix_nano (0x19), as_double (0x21) or as_int (0x31), then
+# only attributes (0x3a each) when there are no exemplars and no flags.
+_TIME_DOUBLE = struct.Struct("<Qxd")
+_TIME_INT = struct.Struct("<Qxq")
+
+
 def parse_request(data: bytes, *, json: bool) -> Any:
     if json:
         try:
@@ -223,27 +263,65 @@ def encode_response(result: OtlpResult | None, *, json: bool) -> bytes:
     return bytes(resp.SerializeToString())
 
 
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+# (name, label items); for number data points also (name, common label items, attributes as bytes)
+SeriesKey = tuple[Any, ...]
+RawAttributes = tuple[bytes, ...]
 
 
 class _Decoder:
-    def __init__(self, b: BatchBuilder, now_ms: int, known: dict[SeriesKey, Labels]) -> None:
+    def __init__(
+        self,
+        b: BatchBuilder,
+        now_ms: int,
+        known: dict[SeriesKey, Labels],
+        attrs_seen: dict[RawAttributes, dict[str, str]],
+        unchecked: bytes | None,
+        cache_size: int,
+    ) -> None:
         self.b = b
         self.known = known
         self.fresh: dict[SeriesKey, Labels] = {}
+        self.attrs_seen = attrs_seen
+        self.unchecked = unchecked
+        self.cache_size = cache_size
         self.now_ms = now_ms
         self.result = OtlpResult(b.batch)
         self.point = 0
 
+    def check(self) -> None:
+        """Parse the body once with the complete message type (raising its DecodeError as BadDataError)
+        before relying on data point attributes the lite parse left undecoded: new raw attributes,
+        or data points that are rejected without looking at them. Known raw attributes were part of
+        a body that passed this check, at the same place in the message."""
+        if self.unchecked is not None:
+            data, self.unchecked = self.unchecked, None
+            parse_request(data, json=False)
+
     def reject(self, reason: str, n: int) -> None:
         if n:
+            self.check()
             self.result.rejected_points += n
             self.result.reasons[reason] = self.result.reasons.get(reason, 0) + n
 
     def ts(self, time_unix_nano: int) -> int:
         return time_unix_nano // 1_000_000 if time_unix_nano else self.now_ms
 
-    def emit(self, name: str, labels: Mapping[str, str], ts_ms: int, value: float) -> None:
+    def attrs(self, raw: RawAttributes) -> dict[str, str]:
+        """Labels of a data point's raw attributes (each an encoded KeyValue). Do not modify."""
+        found = self.attrs_seen.get(raw)
+        if found is None:
+            self.check()
+            try:
+                found = attributes([KeyValue.FromString(item) for item in raw])
+            except DecodeError as exc:
+                raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
+            if len(self.attrs_seen) >= self.cache_size:
+                self.attrs_seen.clear()
+            self.attrs_seen[raw] = found
+        return found
+
+    def series(self, name: str, labels: Mapping[str, str]) -> Labels | None:
+        """Validated Labels of a series (None if invalid: the problem is recorded once per request)."""
         b = self.b
         key = (name, tuple(labels.items()))
         series = self.known.get(key)
@@ -254,10 +332,15 @@ class _Decoder:
                 if found is not None:
                     self.fresh[key] = found
             if found is None:
-                return
+                return None
             assert isinstance(found, tuple)
             series = found
-        b.add(series, ts_ms, value, self.point)
+        return series
+
+    def emit(self, name: str, labels: Mapping[str, str], ts_ms: int, value: float) -> None:
+        series = self.series(name, labels)
+        if series is not None:
+            self.b.add(series, ts_ms, value, self.point)
 
     def resource(self, rm: Any) -> None:
         res = attributes(rm.resource.attributes)
@@ -282,6 +365,87 @@ class _Decoder:
         if res and emitted:
             self.emit("target_info", {**res, **identity}, latest or self.now_ms, 1.0)
 
+    def numbers(self, prom: str, raw_points: Any, common: dict[str, str]) -> int | None:
+        """Emit the points of a gauge or sum (each the raw bytes of a NumberDataPoint); the latest
+        timestamp (None when there were none). A point in the usual layout (`_TIME_DOUBLE`) whose
+        attribute bytes are known is read in place: its series is found by those bytes and its
+        sample goes straight into the batch's columns. Any other point takes `number`."""
+        b, known, fresh = self.b, self.known, self.fresh
+        batch = b.batch
+        index, series_list = batch._index, batch.series
+        refs, ts_col, values = batch.refs, batch.ts_ms, batch.values
+        lo, hi = b.lo_ms, b.hi_ms
+        common_key = tuple(common.items())
+        now_ms = self.now_ms
+        latest: int | None = None
+        for raw in raw_points:
+            self.point += 1
+            o = 9 if raw[:1] == b"\x11" else 0
+            key = None
+            series: Labels | None = None
+            if len(raw) >= o + 18 and raw[o] == 0x19:
+                tag = raw[o + 9]
+                if tag == 0x21 or tag == 0x31:
+                    key = (prom, common_key, raw[o + 18 :])
+                    series = known.get(key) or fresh.get(key)
+            if series is not None:
+                t, value = (_TIME_DOUBLE if tag == 0x21 else _TIME_INT).unpack_from(raw, o + 1)
+                t = t // 1_000_000 if t else now_ms
+                if tag == 0x31:
+                    value = float(value)
+            else:
+                found = self.number(prom, raw, common, common_key, key)
+                if found is None:
+                    continue
+                t, value, series = found
+            if series is not None:
+                if lo <= t <= hi:
+                    ref = index.get(series)
+                    if ref is None:
+                        ref = index[series] = len(series_list)
+                        series_list.append(series)
+                    refs.append(ref)
+                    ts_col.append(t)
+                    values.append(value)
+                else:
+                    b.add(series, t, value, self.point)
+            if latest is None or t > latest:
+                latest = t
+        return latest
+
+    def number(
+        self, prom: str, raw: bytes, common: dict[str, str], common_key: tuple[Any, ...], key: SeriesKey | None
+    ) -> tuple[int, float, Labels | None] | None:
+        """One NumberDataPoint decoded field by field: (timestamp, value, series or None if
+        invalid), or None when it is rejected. `key`: its key by attribute bytes if in the usual
+        layout; remembered when those bytes are exactly its attributes."""
+        try:
+            dp = _LiteNumberDataPoint.FromString(raw)
+        except DecodeError as exc:
+            self.check()  # raises the complete message type's error
+            raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
+        which = dp.WhichOneof("value")
+        if dp.flags & NO_RECORDED_VALUE:
+            value = STALE_NAN
+        elif which == "as_double":
+            value = dp.as_double
+        elif which == "as_int":
+            value = float(dp.as_int)
+        else:
+            self.reject("data point without a value", 1)
+            return None
+        t = self.ts(dp.time_unix_nano)
+        attrs = tuple(dp.attributes)
+        raw_key = (prom, common_key, attrs)
+        series = self.known.get(raw_key) or self.fresh.get(raw_key)
+        if series is None:
+            series = self.series(prom, {**self.attrs(attrs), **common})
+            if series is not None:
+                self.fresh[raw_key] = series
+        if series is not None and key is not None and key[2] == _encoded(attrs):
+            self.fresh[key] = series
+        return t, value, series
+
     def metric(self, metric: Any, common: dict[str, str]) -> int | None:
         """Emit one metric's points; returns the latest timestamp emitted (None when nothing was)."""
         kind = metric.WhichOneof("data")
@@ -298,21 +462,7 @@ class _Decoder:
                 if data.is_monotonic:
                     mtype = MetricType.COUNTER
             prom = metric_name(name, unit, mtype)
-            for dp in data.data_points:
-                self.point += 1
-                which = dp.WhichOneof("value")
-                if dp.flags & NO_RECORDED_VALUE:
-                    value = STALE_NAN
-                elif which == "as_double":
-                    value = dp.as_double
-                elif which == "as_int":
-                    value = float(dp.as_int)
-                else:
-                    self.reject("data point without a value", 1)
-                    continue
-                t = self.ts(dp.time_unix_nano)
-                self.emit(prom, {**attributes(dp.attributes), **common}, t, value)
-                latest = t if latest is None else max(latest, t)
+            latest = self.numbers(prom, data.data_points, common)
         elif kind == "histogram":
             data = metric.histogram
             if data.aggregation_temporality != CUMULATIVE:
@@ -328,7 +478,7 @@ class _Decoder:
                     continue
                 t = self.ts(dp.time_unix_nano)
                 stale = bool(dp.flags & NO_RECORDED_VALUE)
-                labels = {**attributes(dp.attributes), **common}
+                labels = {**self.attrs(tuple(dp.attributes)), **common}
                 cumulative = 0
                 for bound, count in zip(bounds, counts, strict=False):
                     cumulative += count
@@ -347,7 +497,7 @@ class _Decoder:
                 self.point += 1
                 t = self.ts(dp.time_unix_nano)
                 stale = bool(dp.flags & NO_RECORDED_VALUE)
-                labels = {**attributes(dp.attributes), **common}
+                labels = {**self.attrs(tuple(dp.attributes)), **common}
                 for q in dp.quantile_values:
                     ql = {**labels, "quantile": format_float(q.quantile)}
                     self.emit(prom, ql, t, STALE_NAN if stale else q.value)
@@ -367,6 +517,20 @@ class _Decoder:
         return latest
 
 
+def _encoded(attributes: tuple[bytes, ...]) -> bytes:
+    """The attributes field of a NumberDataPoint as encoded on the wire (tag 7, length, KeyValue)."""
+    out = bytearray()
+    for item in attributes:
+        out.append(0x3A)
+        n = len(item)
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        out += item
+    return bytes(out)
+
+
 def _metadata_unit(unit: str) -> str:
     main, _, per = unit.partition("/")
     main = _ANNOTATION.sub("", main).strip()
@@ -382,13 +546,24 @@ class OtlpDecoder:
         self.validator = validator
         self.cache_size = cache_size
         self._known: dict[SeriesKey, Labels] = {}
+        self._attrs_seen: dict[RawAttributes, dict[str, str]] = {}
 
     def decode(
         self, data: bytes, *, json: bool, tenant: str, now_ms: int, extra_labels: Mapping[str, str] | None = None
     ) -> OtlpResult:
-        req = parse_request(data, json=json)
+        unchecked: bytes | None = None
+        if json:
+            req = _LiteRequest.FromString(parse_request(data, json=True).SerializeToString())
+        else:
+            try:
+                req = _LiteRequest.FromString(data)
+            except DecodeError as exc:
+                parse_request(data, json=False)  # the complete message type's error
+                raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
+            unchecked = data
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="data point", extra_labels=extra_labels)
-        d = _Decoder(b, now_ms, self._known if not extra_labels else {})
+        known = self._known if not extra_labels else {}
+        d = _Decoder(b, now_ms, known, self._attrs_seen, unchecked, self.cache_size)
         for rm in req.resource_metrics:
             d.resource(rm)
         d.result.batch = b.finish()
