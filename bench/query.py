@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rtpm.model.labels import make_labels  # noqa: E402
 from rtpm.model.samples import WriteBatch  # noqa: E402
 from rtpm.query.promql.engine import Engine  # noqa: E402
+from rtpm.runtime import tune_allocator  # noqa: E402
 from rtpm.storage.base import Storage  # noqa: E402
 
 SERIES = 1000
@@ -178,6 +179,7 @@ async def main() -> None:
         "(samples older than 2 h move into compressed chunks)",
     )
     args = ap.parse_args()
+    tune_allocator()  # as every rtpm process does (see rtpm/runtime.py)
     if args.dsn:
         from rtpm.storage.postgres import PostgresStorage
 

@@ -14,6 +14,7 @@ from rtpm import __version__
 from rtpm.cli_auth import add_auth_commands, check_auth_settings, login_hint
 from rtpm.cli_client import add_client_commands
 from rtpm.cli_jobs import add_job_commands
+from rtpm.runtime import tune_allocator
 from rtpm.settings import Settings
 
 
@@ -156,5 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rtpm: invalid settings: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    tune_allocator()
     result: int = args.func(settings, args)
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rtpm.logging import configure_logging
+from rtpm.runtime import tune_allocator
 from rtpm.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ def app_from_env() -> FastAPI:
     """Settings from the environment, logging configured in this process, then the app."""
     settings = Settings()
     configure_logging(settings)
+    tune_allocator()
     from rtpm.api.app import create_app
 
     return create_app(settings)
