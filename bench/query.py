@@ -7,8 +7,9 @@ last 24 h at 15 s (5.76 M samples). Queries:
   (b) the same                                        range, last 24 h, step 5 m
   (c) rate(bench_requests_total[5m])                  instant, now (all 1,000 series)
 
-For each it prints the median and p99 of the total time (storage load + evaluation), of the
-evaluation alone, and of the same query against Prometheus over HTTP.
+For each it prints the median and p99 of the total time in RTPM's engine (storage load +
+evaluation), of the evaluation alone, of the same query through `rtpm serve` over HTTP (--serve),
+and of the same query against Prometheus over HTTP, runs interleaved.
 
 Usage:
   python bench/query.py --db /tmp/bench.db --load            # create the SQLite data (once, ~1-2 min)
@@ -17,6 +18,7 @@ Usage:
   python bench/query.py --db /tmp/bench.db --prometheus http://127.0.0.1:9090  # a Prometheus you run
   python bench/query.py --dsn postgresql://... --load         # PostgreSQL instead of SQLite
   python bench/query.py --db /tmp/bench.db --compact          # first run the jobs a server would have run
+  python bench/query.py --dsn postgresql://... --serve        # also through `rtpm serve` over HTTP
 Options: --runs N (default 30). Nothing is started except, with --start-prometheus, one Prometheus on
 a free loopback port with a temporary data dir, stopped at exit. The data's "now" is stored next to
 the database (`<db>.now`) so later runs query the same window.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -121,46 +124,121 @@ def start_prometheus() -> tuple[subprocess.Popen[bytes], str, Path]:
     raise SystemExit("prometheus did not start")
 
 
+def start_rtpm(dsn: str, schema: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`rtpm serve` over the same PostgreSQL schema: auth off (the default tenant is the bench's),
+    query cache off (every request is evaluated), jobs off."""
+    from tests._server import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="rtpm-bench-serve-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "RTPM_DATABASE_URL": dsn,
+        "RTPM_DATABASE_SCHEMA": schema,
+        "RTPM_DEFAULT_TENANT": TENANT,
+        "RTPM_AUTH__ENABLED": "false",
+        "RTPM_AUTH__RATE_LIMIT__ENABLED": "false",
+        "RTPM_QUERY__CACHE_ENABLED": "false",
+        "RTPM_JOBS": "off",
+        "RTPM_DATA_DIR": str(tmp),
+        "RTPM_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtpm", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if httpx.get(f"{url}/api/v1/status/buildinfo", timeout=1).status_code == 200:
+                return proc, url, tmp
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("rtpm serve did not start")
+
+
+async def timed_get(c: httpx.AsyncClient, base: str, q: str, start: int, end: int, step: int) -> float:
+    t0 = time.perf_counter()
+    if step:
+        params = {"query": q, "start": start / 1000, "end": end / 1000, "step": step / 1000}
+        resp = await c.get(f"{base}/api/v1/query_range", params=params)
+    else:
+        resp = await c.get(f"{base}/api/v1/query", params={"query": q, "time": end / 1000})
+    elapsed = time.perf_counter() - t0
+    resp.raise_for_status()
+    return elapsed
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, p))
 
 
-async def bench(storage: Storage, now_ms: int, runs: int, prom: str | None) -> None:
+def p50_p99(xs: list[float]) -> str:
+    return f"{statistics.median(xs) * 1000:7.1f} / {pct(xs, 99):7.1f}" if xs else "-"
+
+
+async def bench(storage: Storage, now_ms: int, runs: int, prom: str | None, rtpm_url: str | None) -> None:
     engine = Engine(storage)
     cases = [
         ("(a) 1h step 15s", Q_RATE, now_ms - 3_600_000, now_ms, 15_000),
         ("(b) 24h step 5m", Q_RATE, now_ms - DAY_MS + 300_000, now_ms, 300_000),
         ("(c) instant", Q_INSTANT, now_ms, now_ms, 0),
     ]
+    print("ms, p50 / p99. engine: RTPM's engine in this process (storage read + evaluation); eval: evaluation")
+    print("alone; RTPM HTTP: the same query through `rtpm serve` (cache off); Prometheus: its HTTP API.")
     print(
-        f"{'query':18} {'RTPM total ms (p50/p99)':>26} {'RTPM eval ms (p50/p99)':>24} {'Prometheus ms (p50/p99)':>25}"
+        f"{'query':16} {'engine':>17} {'eval':>17} {'RTPM HTTP':>17} {'Prometheus':>17}"
+        f" {'engine/Prom':>11} {'HTTP/Prom':>9}"
     )
-    for name, q, start, end, step in cases:
-        total, evals, prom_t = [], [], []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            if step:
-                r = await engine.range(TENANT, q, start, end, step)
-            else:
-                r = await engine.instant(TENANT, q, end)
-            total.append(time.perf_counter() - t0)
-            evals.append(r.eval_seconds)
-        if prom:
-            async with httpx.AsyncClient(timeout=60) as c:
-                for _ in range(runs):
-                    params = {"query": q, "start": start / 1000, "end": end / 1000, "step": step / 1000}
-                    t0 = time.perf_counter()
-                    if step:
-                        resp = await c.get(f"{prom}/api/v1/query_range", params=params)
-                    else:
-                        resp = await c.get(f"{prom}/api/v1/query", params={"query": q, "time": end / 1000})
-                    prom_t.append(time.perf_counter() - t0)
-                    resp.raise_for_status()
-        ptxt = f"{statistics.median(prom_t) * 1000:10.1f} / {pct(prom_t, 99):8.1f}" if prom_t else "-"
-        print(
-            f"{name:18} {statistics.median(total) * 1000:14.1f} / {pct(total, 99):8.1f} "
-            f"{statistics.median(evals) * 1000:12.1f} / {pct(evals, 99):8.1f} {ptxt:>25}"
+    async with httpx.AsyncClient(timeout=60) as c:
+        for name, q, start, end, step in cases:
+            total: list[float] = []
+            evals: list[float] = []
+            http_t: list[float] = []
+            prom_t: list[float] = []
+            for _ in range(runs):  # interleaved: every side sees the same machine
+                t0 = time.perf_counter()
+                if step:
+                    r = await engine.range(TENANT, q, start, end, step)
+                else:
+                    r = await engine.instant(TENANT, q, end)
+                total.append(time.perf_counter() - t0)
+                evals.append(r.eval_seconds)
+                if rtpm_url:
+                    http_t.append(await timed_get(c, rtpm_url, q, start, end, step))
+                if prom:
+                    prom_t.append(await timed_get(c, prom, q, start, end, step))
+            ratio = f"{statistics.median(total) / statistics.median(prom_t):10.2f}x" if prom_t else ""
+            hratio = f"{statistics.median(http_t) / statistics.median(prom_t):8.2f}x" if prom_t and http_t else ""
+            print(
+                f"{name:16} {p50_p99(total):>17} {p50_p99(evals):>17} {p50_p99(http_t):>17} {p50_p99(prom_t):>17}"
+                f" {ratio:>11} {hratio:>9}"
+            )
+
+
+def wait_until_settled(url: str, timeout_s: float = 120.0) -> None:
+    """Prometheus compacts its head into blocks after a load like this one; wait for that to end
+    (no new compaction for 10 s) so neither side is measured next to it."""
+
+    def compactions() -> float:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(("prometheus_tsdb_compactions_total", "prometheus_tsdb_head_gc_duration_seconds_count"))
         )
+
+    deadline = time.monotonic() + timeout_s
+    last, quiet_since = compactions(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 10:
+        time.sleep(1)
+        now = compactions()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
 
 
 async def main() -> None:
@@ -178,7 +256,14 @@ async def main() -> None:
         help="after loading, run the rollup and compaction jobs as a running server would have "
         "(samples older than 2 h move into compressed chunks)",
     )
+    ap.add_argument(
+        "--serve",
+        action="store_true",
+        help="also start `rtpm serve` on the same PostgreSQL data and time the queries over HTTP (with --dsn)",
+    )
     args = ap.parse_args()
+    if args.serve and not args.dsn:
+        ap.error("--serve needs --dsn")
     tune_allocator()  # as every rtpm process does (see rtpm/runtime.py)
     if args.dsn:
         from rtpm.storage.postgres import PostgresStorage
@@ -216,6 +301,7 @@ async def main() -> None:
         await store.reclaim_space()
         print(f"rolled up and compacted {moved:,} samples in {time.perf_counter() - t0:.1f} s")
     proc = None
+    served = None
     prom = args.prometheus
     try:
         if args.start_prometheus:
@@ -223,8 +309,18 @@ async def main() -> None:
             t0 = time.perf_counter()
             load_prometheus(prom, now_ms)
             print(f"loaded Prometheus in {time.perf_counter() - t0:.1f} s")
-        await bench(storage, now_ms, args.runs, prom)
+            t0 = time.perf_counter()
+            wait_until_settled(prom)
+            print(f"Prometheus settled (head compaction done) in {time.perf_counter() - t0:.1f} s")
+        rtpm_url = None
+        if args.serve:
+            served, rtpm_url, served_tmp = start_rtpm(args.dsn, args.schema)
+        await bench(storage, now_ms, args.runs, prom, rtpm_url)
     finally:
+        if served is not None:
+            served.terminate()
+            served.wait(10)
+            shutil.rmtree(served_tmp, ignore_errors=True)
         await storage.close()
         if proc is not None:
             proc.terminate()
