@@ -361,13 +361,25 @@ _NO_LIMIT = 2**62
 _PARALLEL_MIN_SERIES = 200  # split larger raw reads in two, read side by side on two connections
 
 
-def _decode_raw(ts_data: bytes, value_data: bytes) -> tuple[I64, F64]:
-    ts = np.frombuffer(ts_data, ">i8").astype(np.int64)
-    values = np.frombuffer(value_data, ">f8").astype(np.float64)
-    if len(ts) > 1 and not (ts[1:] > ts[:-1]).all():
-        order = np.argsort(ts, kind="stable")
-        ts, values = ts[order], values[order]
-    return ts, values
+def _decode_raw(rows: list[asyncpg.Record]) -> dict[int, tuple[I64, F64]]:
+    """Rows of `_RAW_BY_SERIES` to arrays: all series decoded at once, each a view of its part."""
+    if not rows:
+        return {}
+    ts = np.frombuffer(b"".join(r[1] for r in rows), ">i8").astype(np.int64)
+    values = np.frombuffer(b"".join(r[2] for r in rows), ">f8").astype(np.float64)
+    ends = np.cumsum([r[3] for r in rows])
+    starts = np.concatenate(([0], ends[:-1]))
+    # a step back (or a repeat) inside a series, not at the start of the next one: sort that series
+    back = np.setdiff1d(np.flatnonzero(ts[1:] <= ts[:-1]) + 1, starts)
+    fix = set(np.searchsorted(ends, back, "right").tolist())
+    out: dict[int, tuple[I64, F64]] = {}
+    for i, (r, a, b) in enumerate(zip(rows, starts.tolist(), ends.tolist(), strict=True)):
+        sts, svals = ts[a:b], values[a:b]
+        if i in fix:
+            order = np.argsort(sts, kind="stable")
+            sts, svals = sts[order], svals[order]
+        out[r[0]] = (sts, svals)
+    return out
 
 
 def _over(limit: int | None) -> TooManySamples:
@@ -409,7 +421,7 @@ class PostgresQuerier(MergedQuerier):
         n = sum(r[3] for r in rows)
         if n > cap:
             return {}, n
-        return {r[0]: _decode_raw(r[1], r[2]) for r in rows}, n
+        return _decode_raw(rows), n
 
     async def _chunk_blobs(self, ids: list[int], cap: int) -> tuple[dict[int, list[tuple[bytes, bytes]]], int]:
         args = (ids, self.start_ms, self.end_ms)
