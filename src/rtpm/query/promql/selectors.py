@@ -1,8 +1,8 @@
 """Selecting samples per step from loaded series, vectorised over all series and steps at once.
 
 Loaded series are kept flat (`Flat`): all timestamps and values one series after another, with
-`offsets[i]:offsets[i+1]` the samples of series i. One `searchsorted` over composite keys
-(series index * K + timestamp) finds every series' window at every step.
+`offsets[i]:offsets[i+1]` the samples of series i. `_positions` finds every series' window at
+every step for all of them at once.
 """
 
 from __future__ import annotations
@@ -51,20 +51,24 @@ class Flat:
         return Flat(self.labels, self.ts[keep], self.vals[keep], offsets)
 
 
-_LOOP_MIN_AVG_LEN = 32  # series this long on average: one searchsorted per series beats composite keys
+_LOOP_MIN_AVG_LEN = 32  # series at least this long on average, and
+_LOOP_MIN_SAMPLES_PER_POINT = 2  # many more samples than output points: one searchsorted per series
 
 
 def _positions(flat: Flat, *times: I64) -> list[I64]:
-    """For every series i and every array of times: searchsorted(series_i_ts, t, side="right") as
-    an index into the flat arrays, shaped (S, T). Long series are searched one by one (work per
-    series, not per sample); many short ones through one search over composite keys
-    (series index * K + timestamp), built once for all the time arrays."""
+    """For every series i and every (sorted) array of times t: searchsorted(series_i_ts, t, "right")
+    as an index into the flat arrays, shaped (S, T).
+
+    Long series with many samples per output point are searched one by one (work per series and
+    point, not per sample). Otherwise every sample is put in the first step at or after it
+    (one searchsorted over the few step times), counted per series and step, and the counts
+    summed along the steps."""
     s = len(flat.labels)
-    if s == 0:
-        return [np.zeros((0, len(t)), np.int64) for t in times]
-    if len(flat.ts) == 0:
+    n = len(flat.ts)
+    if s == 0 or n == 0:
         return [np.zeros((s, len(t)), np.int64) for t in times]
-    if len(flat.ts) >= _LOOP_MIN_AVG_LEN * s:
+    points = s * max(len(t) for t in times)
+    if n >= _LOOP_MIN_AVG_LEN * s and n >= _LOOP_MIN_SAMPLES_PER_POINT * points:
         outs = [np.empty((s, len(t)), np.int64) for t in times]
         offs = flat.offsets.tolist()
         for i in range(s):
@@ -74,15 +78,23 @@ def _positions(flat: Flat, *times: I64) -> list[I64]:
                 out[i] = seg.searchsorted(t, "right")
                 out[i] += a
         return outs
-    lo_t = min(int(t.min()) for t in times if len(t)) if any(len(t) for t in times) else 0
-    hi_t = max(int(t.max()) for t in times if len(t)) if any(len(t) for t in times) else 0
-    base = min(int(flat.ts.min()), lo_t) - 1
-    top = max(int(flat.ts.max()), hi_t) + 1
-    k = np.int64(top - base + 1)
     sid = np.repeat(np.arange(s, dtype=np.int64), np.diff(flat.offsets))
-    keys = sid * k + (flat.ts - base)
-    rows = (np.arange(s, dtype=np.int64) * k)[:, None]
-    return [np.searchsorted(keys, (rows + (t - base)[None, :]).ravel(), side="right").reshape(s, len(t)) for t in times]
+    starts = flat.offsets[:-1, None]
+    outs = []
+    for t in times:
+        order = None if (t[1:] >= t[:-1]).all() else np.argsort(t, kind="stable")
+        st = t if order is None else t[order]
+        width = len(st) + 1
+        first_step = np.searchsorted(st, flat.ts, "left")  # sample ts counts at every step with t >= ts
+        counts = np.bincount(sid * width + first_step, minlength=s * width).reshape(s, width)[:, :-1]
+        pos = np.cumsum(counts, axis=1)
+        pos += starts
+        if order is not None:
+            unsorted = np.empty_like(pos)
+            unsorted[:, order] = pos
+            pos = unsorted
+        outs.append(pos)
+    return outs
 
 
 def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
