@@ -114,14 +114,20 @@ def start_prometheus() -> tuple[subprocess.Popen[bytes], str, Path]:
         cwd=tmp,
     )
     url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, f"{url}/-/ready", "prometheus")
+    return proc, url, tmp
+
+
+def wait_ready(proc: subprocess.Popen[bytes], probe: str, what: str) -> None:
     for _ in range(150):
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return proc, url, tmp
+            if httpx.get(probe, timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     proc.kill()
-    raise SystemExit("prometheus did not start")
+    raise SystemExit(f"{what} did not start")
 
 
 def start_rtpm(dsn: str, schema: str) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -150,15 +156,8 @@ def start_rtpm(dsn: str, schema: str) -> tuple[subprocess.Popen[bytes], str, Pat
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(f"{url}/api/v1/status/buildinfo", timeout=1).status_code == 200:
-                return proc, url, tmp
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("rtpm serve did not start")
+    wait_ready(proc, f"{url}/api/v1/status/buildinfo", "rtpm serve")
+    return proc, url, tmp
 
 
 async def timed_get(c: httpx.AsyncClient, base: str, q: str, start: int, end: int, step: int) -> float:
