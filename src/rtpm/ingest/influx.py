@@ -663,7 +663,10 @@ class InfluxDecoder:
         for k, v in tags:
             labels[sanitize_label_name(k)] = v
         name = sanitize_metric_name(f"{measurement}_{field}")
-        made = b.cache[key] = b.make_series(name, labels, number)
+        made = b.make_series(name, labels, number)
+        if made is not None:
+            made = b.validator.intern(made)
+        b.cache[key] = made
         return made
 
 

@@ -116,7 +116,7 @@ def _check_item(
     if len(problems) != before:
         return
     assert isinstance(name, str) and labels is not None
-    canonical = make_labels(name, labels)
+    canonical = validator.intern(make_labels(name, labels))
     validator.remember_series((name, *raw_labels.items()) if raw_labels else (name,), canonical)
     batch.add(canonical, ts_ms, value)  # type: ignore[arg-type]
     if md_type is not None or unit or help_text:

@@ -328,9 +328,10 @@ class _Decoder:
         if series is None:
             found = b.cache.get(key, MISSING)
             if found is MISSING:
-                found = b.cache[key] = b.make_series(name, labels, self.point)
+                found = b.make_series(name, labels, self.point)
                 if found is not None:
-                    self.fresh[key] = found
+                    found = self.fresh[key] = b.validator.intern(found)
+                b.cache[key] = found
             if found is None:
                 return None
             assert isinstance(found, tuple)

@@ -28,6 +28,19 @@ class Validator:
         # (name, *label items as sent) -> canonical Labels, for label sets already validated.
         self.series_cache: dict[tuple[Any, ...], Labels] = {}
         self._series_cache_max = 200_000
+        # Labels -> the one Labels object every decoder hands out for that label set, so that the
+        # write path's dicts keyed by Labels (series ids, latest values) find it by identity
+        # instead of comparing equal tuples pair by pair. Bounded like the series cache.
+        self._interned: dict[Labels, Labels] = {}
+
+    def intern(self, labels: Labels) -> Labels:
+        """The shared object equal to `labels` (`labels` itself the first time it is seen)."""
+        found = self._interned.get(labels)
+        if found is None:
+            if len(self._interned) >= self._series_cache_max:
+                self._interned.clear()
+            self._interned[labels] = found = labels
+        return found
 
     def remember_series(self, key: tuple[Any, ...], labels: Labels) -> None:
         if len(self.series_cache) >= self._series_cache_max:

@@ -60,6 +60,11 @@ class SeriesIdCache:
         self._max = max_entries
         self._size = 0
         self._by_tenant: dict[str, dict[Labels, int]] = {}
+        # tenant -> id(labels) -> (labels, series id), for the very Labels objects remembered. The
+        # decoders hand out one object per label set (Validator.intern), so a batch's series are
+        # usually found here by identity, without hashing the whole label tuple. Holding the
+        # object keeps its id from being reused while the entry lives.
+        self._by_object: dict[str, dict[int, tuple[Labels, int]]] = {}
 
     def resolve(self, batches: Sequence[WriteBatch]) -> tuple[list[list[int]], list[tuple[str, Labels]]]:
         """Per batch, the id of each of its series (-1 where unknown), and the unknown (tenant, labels)."""
@@ -67,7 +72,11 @@ class SeriesIdCache:
         missing: dict[tuple[str, Labels], None] = {}
         for b in batches:
             get = self._by_tenant.get(b.tenant, {}).get
-            ids = [get(labels, -1) for labels in b.series]
+            oget = self._by_object.get(b.tenant, {}).get
+            ids = [
+                hit[1] if (hit := oget(id(labels))) is not None and hit[0] is labels else get(labels, -1)
+                for labels in b.series
+            ]
             if -1 in ids:
                 for labels, sid in zip(b.series, ids, strict=True):
                     if sid == -1:
@@ -91,9 +100,11 @@ class SeriesIdCache:
     def remember(self, entries: dict[tuple[str, Labels], int]) -> None:
         if self._size + len(entries) > self._max:
             self._by_tenant.clear()
+            self._by_object.clear()
             self._size = 0
         for (tenant, labels), sid in entries.items():
             self._by_tenant.setdefault(tenant, {})[labels] = sid
+            self._by_object.setdefault(tenant, {})[id(labels)] = (labels, sid)
         self._size += len(entries)
 
 
