@@ -11,14 +11,17 @@ costs one dictionary lookup instead of decoding and validating its labels again.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
 from rtpm.ingest.batching import MISSING, BatchBuilder
 from rtpm.ingest.proto import Label, WriteRequestLite
+from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
 from rtpm.ingest.validate import Validator
 from rtpm.model.labels import METRIC_NAME, Labels
 from rtpm.model.samples import MetricType, WriteBatch
@@ -41,7 +44,7 @@ NATIVE_HISTOGRAMS_REFUSED = (
     "ingestion for this target, or set send_native_histograms: false in remote_write)"
 )
 
-RawKey = tuple[bytes, ...]
+_DOUBLE = struct.Struct("<d")
 
 
 def parse_write_request(data: bytes) -> Any:
@@ -51,61 +54,129 @@ def parse_write_request(data: bytes) -> Any:
         raise BadDataError(f"body is not a valid remote write WriteRequest protobuf: {exc}") from None
 
 
+def _raw_request_class() -> Any:
+    """WriteRequestLite with each TimeSeries left as the raw bytes of its encoding (the same wire
+    format; the decoder reads the usual layout in place and parses the rest as TimeSeriesLite)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET)
+    pool = descriptor_pool.DescriptorPool()
+    for f in files.file:
+        if f.package == "prometheus":
+            for m in f.message_type:
+                if m.name == "WriteRequestLite":
+                    for fd in m.field:
+                        if fd.name == "timeseries":
+                            fd.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                            fd.ClearField("type_name")
+        pool.Add(f)
+    return tuple(
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
+        for name in ("WriteRequestLite", "TimeSeriesLite")
+    )
+
+
+_RawWriteRequest, TimeSeriesLite = _raw_request_class()
+
+
+def _parse_raw(data: bytes) -> Any:
+    try:
+        return _RawWriteRequest.FromString(data)
+    except DecodeError:
+        return parse_write_request(data)  # raises the error of the complete message type
+
+
+def _timestamp(varint: bytes) -> int | None:
+    """A Sample's timestamp from its encoded varint if that is well formed and at most 9 bytes
+    (0 <= t < 2**63); None otherwise (the series is then parsed in full)."""
+    n = len(varint)
+    if n > 9 or varint[-1] >= 0x80:
+        return None
+    t = 0
+    for shift, byte in enumerate(varint):
+        if shift < n - 1 and byte < 0x80:
+            return None
+        t |= (byte & 0x7F) << (7 * shift)
+    return t
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _labels_key(items: tuple[bytes, ...]) -> bytes:
+    """The canonical encoding of a TimeSeries' Label fields: each as tag 0x0a, minimal length, bytes."""
+    return b"".join([b"\x0a" + _varint(len(item)) + item for item in items])
+
+
 class RemoteWriteDecoder:
     """Decodes WriteRequests; keeps validated series between requests (bounded by `cache_size`)."""
 
     def __init__(self, validator: Validator, *, cache_size: int = 100_000) -> None:
         self.validator = validator
         self.cache_size = cache_size
-        self._known: dict[RawKey, Labels] = {}
+        # The canonical encoding of a series' Label fields (see `_labels_key`) -> its Labels.
+        self._known: dict[bytes, Labels] = {}
 
     def decode(self, data: bytes, *, tenant: str, extra_labels: Mapping[str, str] | None = None) -> WriteBatch:
-        req = parse_write_request(data)
+        req = _parse_raw(data)
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="series", extra_labels=extra_labels)
         # Series validated in earlier requests are reused only when no extra labels apply.
         known = self._known if not extra_labels else {}
-        fresh: dict[RawKey, Labels] = {}
+        fresh: dict[bytes, Labels] = {}
         lo, hi = b.lo_ms, b.hi_ms
         batch = b.batch
         series_list, index = batch.series, batch._index
         refs, ts_col, value_col = batch.refs, batch.ts_ms, batch.values
-        ref_of: dict[RawKey, int] = {}  # raw labels -> the series' index in this batch
-        for i, ts in enumerate(req.timeseries):
-            samples = ts.samples
-            if not samples:
-                if len(ts.histograms):
-                    b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
-                continue  # otherwise exemplars only
-            key = tuple(ts.labels)
-            ref = ref_of.get(key)
-            if ref is None:
-                labels = known.get(key)
-                if labels is None:
-                    found = b.cache.get(key, MISSING)
-                    if found is MISSING:
-                        found = b.cache[key] = self._series(b, key, i)
-                        if found is not None:
-                            fresh[key] = found
-                    if found is None:
-                        continue
-                    assert isinstance(found, tuple)
-                    labels = found
-                ref = index.get(labels)
-                if ref is None:
-                    ref = index[labels] = len(series_list)
-                    series_list.append(labels)
-                ref_of[key] = ref
-            if len(samples) == 1:
-                s = samples[0]
-                t = s.timestamp
-                if lo <= t <= hi:
-                    refs.append(ref)
-                    ts_col.append(t)
-                    value_col.append(s.value)
-                else:
-                    b.add(series_list[ref], t, s.value, i)
-            else:
-                b.extend(series_list[ref], [s.timestamp for s in samples], [s.value for s in samples], i)
+        ref_of: dict[bytes, int] = {}  # labels key -> the series' index in this batch
+        stamps: dict[bytes, int] = {}  # encoded timestamp varint -> its value (one request's)
+        rfind, unpack_double = bytes.rfind, _DOUBLE.unpack_from
+        for i, raw in enumerate(req.timeseries):
+            # The usual layout: the Label fields, then one Sample {value, timestamp} (or one without
+            # a value, i.e. 0). The tail is checked field by field; the head is used only when it is
+            # exactly the encoding of a series already validated, so the split is the one a full
+            # parse makes. Everything else is parsed in full by `_series_of`.
+            n = len(raw)
+            pos = rfind(raw, b"\x10", n - 11, n - 1)  # the timestamp's tag
+            if pos >= 2:
+                varint = raw[pos + 1 :]
+                t = stamps.get(varint)
+                if t is None:
+                    t = _timestamp(varint)
+                    if t is not None:
+                        stamps[varint] = t
+                if t is not None:
+                    size = n - pos
+                    if pos >= 11 and raw[pos - 11] == 0x12 and raw[pos - 10] == size + 9 and raw[pos - 9] == 0x09:
+                        head = raw[: pos - 11]
+                        value = unpack_double(raw, pos - 8)[0]
+                    elif raw[pos - 2] == 0x12 and raw[pos - 1] == size:
+                        head = raw[: pos - 2]
+                        value = 0.0
+                    else:
+                        head = None
+                    if head is not None:
+                        ref = ref_of.get(head)
+                        if ref is None:
+                            labels = known.get(head) or fresh.get(head)
+                            if labels is not None:
+                                ref = index.get(labels)
+                                if ref is None:
+                                    ref = index[labels] = len(series_list)
+                                    series_list.append(labels)
+                                ref_of[head] = ref
+                        if ref is not None:
+                            if lo <= t <= hi:
+                                refs.append(ref)
+                                ts_col.append(t)
+                                value_col.append(value)
+                            else:
+                                b.add(series_list[ref], t, value, i)
+                            continue
+            self._series_of(b, data, raw, i, known, fresh, ref_of)
         for j, md in enumerate(req.metadata):
             b.metadata(md.metric_family_name, _TYPES.get(md.type, MetricType.UNKNOWN), md.unit, md.help, j)
         batch = b.finish()
@@ -116,8 +187,57 @@ class RemoteWriteDecoder:
                 self._known.update(fresh)
         return batch
 
+    def _series_of(
+        self,
+        b: BatchBuilder,
+        data: bytes,
+        raw: bytes,
+        i: int,
+        known: dict[bytes, Labels],
+        fresh: dict[bytes, Labels],
+        ref_of: dict[bytes, int],
+    ) -> None:
+        """Add the samples of TimeSeries `i` (its encoding `raw`), parsed in full."""
+        try:
+            ts = TimeSeriesLite.FromString(raw)
+        except DecodeError:
+            parse_write_request(data)  # raises the error of the whole message
+            raise
+        samples = ts.samples
+        if not samples:
+            if len(ts.histograms):
+                b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
+            return  # otherwise exemplars only
+        items = tuple(ts.labels)
+        key = _labels_key(items)
+        batch = b.batch
+        series_list, index = batch.series, batch._index
+        ref = ref_of.get(key)
+        if ref is None:
+            labels = known.get(key) or fresh.get(key)
+            if labels is None:
+                found = b.cache.get(key, MISSING)
+                if found is MISSING:
+                    found = b.cache[key] = self._series(b, items, i)
+                    if found is not None:
+                        fresh[key] = found
+                if found is None:
+                    return
+                assert isinstance(found, tuple)
+                labels = found
+            ref = index.get(labels)
+            if ref is None:
+                ref = index[labels] = len(series_list)
+                series_list.append(labels)
+            ref_of[key] = ref
+        if len(samples) == 1:
+            s = samples[0]
+            b.add(series_list[ref], s.timestamp, s.value, i)
+        else:
+            b.extend(series_list[ref], [s.timestamp for s in samples], [s.value for s in samples], i)
+
     @staticmethod
-    def _series(b: BatchBuilder, raw: RawKey, index: int) -> Labels | None:
+    def _series(b: BatchBuilder, raw: tuple[bytes, ...], index: int) -> Labels | None:
         name = ""
         others: dict[str, str] = {}
         for item in raw:
@@ -137,7 +257,8 @@ class RemoteWriteDecoder:
         if not name:
             b.problem("__name__", "series has no __name__ label (metric name)", index)
             return None
-        return b.make_series(name, others, index)
+        made = b.make_series(name, others, index)
+        return b.validator.intern(made) if made is not None else None
 
 
 def decode_write_request(
