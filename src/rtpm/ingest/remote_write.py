@@ -4,9 +4,10 @@
 series (by its index in the request). Samples may be any float, stale markers included. Exemplars
 are ignored; native histograms are refused. Metadata entries become metric metadata.
 
-Speed: a series' labels are kept as the raw bytes of its encoded Label messages, and the decoder
-remembers (up to `cache_size`) the validated Labels of series it has seen, so a series sent again
-costs one dictionary lookup instead of decoding and validating its labels again.
+Speed: each TimeSeries is kept as the raw bytes of its encoding, and the decoder remembers (up to
+`cache_size`) the validated Labels of series it has seen, keyed by the canonical encoding of their
+Label fields. A series sent again in the usual layout (its labels, then one sample) costs a look
+at the sample's bytes and one dictionary lookup; any other layout is parsed in full.
 """
 
 from __future__ import annotations
