@@ -99,7 +99,8 @@ def _timestamp(varint: bytes) -> int | None:
     return t
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint encoding of a non-negative int."""
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -110,7 +111,7 @@ def _varint(n: int) -> bytes:
 
 def _labels_key(items: tuple[bytes, ...]) -> bytes:
     """The canonical encoding of a TimeSeries' Label fields: each as tag 0x0a, minimal length, bytes."""
-    return b"".join([b"\x0a" + _varint(len(item)) + item for item in items])
+    return b"".join([b"\x0a" + varint(len(item)) + item for item in items])
 
 
 class RemoteWriteDecoder:

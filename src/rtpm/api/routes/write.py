@@ -27,7 +27,7 @@ from rtpm.ingest import otlp, prom_text
 from rtpm.ingest.compression import decompress
 from rtpm.ingest.influx import InfluxDecoder
 from rtpm.ingest.otlp import OtlpDecoder
-from rtpm.ingest.remote_write import RemoteWriteDecoder
+from rtpm.ingest.remote_write import RemoteWriteDecoder, varint
 
 router = APIRouter(tags=["ingest"])
 
@@ -204,17 +204,8 @@ def _otlp_error(exc: RtpmError, *, json: bool) -> Response:
     if json:
         return OrjsonResponse({"code": code, "message": exc.message}, status_code=status, headers=headers)
     message = exc.message.encode()
-    body = b"\x08" + bytes([code]) + b"\x12" + _varint(len(message)) + message
+    body = b"\x08" + bytes([code]) + b"\x12" + varint(len(message)) + message
     return Response(body, status_code=status, media_type=PROTOBUF, headers=headers)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 async def _otlp(request: Request, services: Services, tenant: str) -> Response:
