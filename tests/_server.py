@@ -85,7 +85,10 @@ class RtpmServer:
         if self._api_key is None:
             r = httpx.post(
                 self.url + "/api/v1/auth/keys",
-                json={"name": "tests", "scopes": ["admin", "alerts:read", "alerts:write", "metrics:read", "metrics:write"]},
+                json={
+                    "name": "tests",
+                    "scopes": ["admin", "alerts:read", "alerts:write", "metrics:read", "metrics:write"],
+                },
                 headers={"Authorization": f"Bearer {self.token()}"},
                 timeout=30,
             )

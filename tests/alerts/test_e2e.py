@@ -258,7 +258,10 @@ def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
     env = alerting_env(webhook, RTPM_DATABASE_URL=pg_dsn, RTPM_DATABASE_SCHEMA=pg_schema, RTPM_LOG_FORMAT="json")
     a = server_factory(env=env)
     b = server_factory(env=env)
-    with httpx.Client(base_url=a.url, timeout=30, headers=a.headers) as ca, httpx.Client(base_url=b.url, timeout=30, headers=b.headers) as cb:
+    with (
+        httpx.Client(base_url=a.url, timeout=30, headers=a.headers) as ca,
+        httpx.Client(base_url=b.url, timeout=30, headers=b.headers) as cb,
+    ):
         rule = create_rule(ca, {**CPU_RULE, "for": "1s"})
         ingest(cb, 85.0)
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
@@ -281,7 +284,10 @@ def test_transitions_reach_the_live_websocket_channel(server_factory: Callable[.
 
     server = server_factory(env=alerting_env())
     ws_url = server.url.replace("http://", "ws://") + "/ws/metrics"
-    with connect(ws_url, open_timeout=10, additional_headers=server.headers) as ws, httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
+    with (
+        connect(ws_url, open_timeout=10, additional_headers=server.headers) as ws,
+        httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c,
+    ):
         ws.send(json.dumps({"type": "subscribe", "data": {"subscription": "alerts", "labels": {"host": "web-1"}}}))
 
         def next_alert() -> dict[str, Any]:

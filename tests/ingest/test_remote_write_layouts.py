@@ -35,7 +35,8 @@ def expected(data: bytes) -> list[tuple[Any, int, bytes]]:
 
 def got(batch: WriteBatch) -> list[tuple[Any, int, bytes]]:
     return [
-        (batch.series[r], t, struct.pack("<d", v)) for r, t, v in zip(batch.refs, batch.ts_ms, batch.values, strict=True)
+        (batch.series[r], t, struct.pack("<d", v))
+        for r, t, v in zip(batch.refs, batch.ts_ms, batch.values, strict=True)
     ]
 
 

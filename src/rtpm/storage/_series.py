@@ -85,9 +85,7 @@ class SeriesIdCache:
         return per_batch, list(missing)
 
     @staticmethod
-    def complete(
-        batches: Sequence[WriteBatch], per_batch: list[list[int]], new: dict[tuple[str, Labels], int]
-    ) -> None:
+    def complete(batches: Sequence[WriteBatch], per_batch: list[list[int]], new: dict[tuple[str, Labels], int]) -> None:
         """Fill the -1 holes left by `resolve` with the ids of newly made series."""
         if not new:
             return

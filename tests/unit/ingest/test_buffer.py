@@ -50,7 +50,9 @@ async def test_concurrent_requests_share_commits(sqlite: SqliteStorage) -> None:
 
 
 async def test_full_buffer_refuses_with_retry_after_and_stores_only_accepted(sqlite: SqliteStorage) -> None:
-    buf = WriteBuffer(sqlite, WriteBufferSettings(max_pending_samples=100, retry_after_seconds=2, flush_interval_seconds=0.05))
+    buf = WriteBuffer(
+        sqlite, WriteBufferSettings(max_pending_samples=100, retry_after_seconds=2, flush_interval_seconds=0.05)
+    )
     await buf.start()
     outcomes = await asyncio.gather(*(buf.submit(batch(40, offset=i * 40)) for i in range(10)), return_exceptions=True)
     await buf.close()

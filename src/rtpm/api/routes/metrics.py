@@ -59,7 +59,9 @@ def _matchers(name: str, labels: dict[str, str]) -> list[Matcher]:
     return [Matcher.equal(METRIC_NAME, name)] + [Matcher.equal(k, v) for k, v in sorted(labels.items())]
 
 
-@router.post("/ingest", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(MetricIn))
+@router.post(
+    "/ingest", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(MetricIn)
+)
 async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
     """Store one sample; answers once it is committed."""
     item = await read_json(request)
@@ -84,7 +86,9 @@ async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     )
 
 
-@router.post("/batch", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(BatchIn))
+@router.post(
+    "/batch", dependencies=[Depends(require("metrics:write"))], status_code=201, openapi_extra=_body_doc(BatchIn)
+)
 async def batch(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
     """Store many samples in one request: all of them, or none if any item is invalid (422 lists every
     bad item's index, field and reason)."""

@@ -101,7 +101,9 @@ def _decoder(request: Request, services: Services, cls: type[D]) -> D:
     return decoder
 
 
-@router.post("/api/v1/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
+@router.post(
+    "/api/v1/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response
+)
 async def remote_write(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus remote write 1.0: snappy (block format) compressed protobuf WriteRequest.
     204 once stored; 400 if any sample can never be accepted (nothing is stored); 503 with
@@ -160,7 +162,9 @@ async def influx_write_v1(
     return await _influx(request, services, tenant, precision, db)
 
 
-@router.post("/api/v2/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
+@router.post(
+    "/api/v2/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response
+)
 async def influx_write_v2(
     request: Request,
     services: ServicesDep,
@@ -257,7 +261,12 @@ async def otlp_metrics_prometheus_path(request: Request, services: ServicesDep, 
 _TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
 
 
-@router.post("/api/v1/import/prometheus", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
+@router.post(
+    "/api/v1/import/prometheus",
+    dependencies=[Depends(require("metrics:write"))],
+    status_code=204,
+    response_class=Response,
+)
 async def import_prometheus(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus text exposition format (or OpenMetrics text), e.g. a script pushing its scrape.
     Samples without a timestamp get the server's time; `extra_label=name=value` adds labels."""
