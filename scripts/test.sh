@@ -32,4 +32,5 @@ export RTPM_TEST_REDIS_URL="${RTPM_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export PATH="$PWD/$VENV/bin:$PATH"
 
 "$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" format --check --quiet src tests bench
 exec "$VENV/bin/python" -m pytest "$@"
