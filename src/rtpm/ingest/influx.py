@@ -56,6 +56,20 @@ _GOOD_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 # Characters that send a body to the general parser: escapes, strings, comments, CR and tabs.
 _UNUSUAL = ("\\", '"', "#", "\r", "\t")
+
+
+def _plain_lines(text: str) -> list[str] | None:
+    """The lines of a body the column-wise decoders can take (none of `_UNUSUAL`, no empty body),
+    or None."""
+    for c in _UNUSUAL:
+        if c in text:
+            return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines or None
+
+
 # A column of plain floats (one a line) has nothing but these; float() of such text is exactly _FLOAT_RE.
 _NOT_FLOAT_CHAR = re.compile(r"[^0-9.eE+\-\n]")
 _INF, _NINF = float("inf"), float("-inf")
@@ -481,15 +495,10 @@ class InfluxDecoder:
         """The most common body, fastest: like `_decode_plain`, but every line has ONE field, so
         a line is `key=value timestamp` where key (measurement, tags and field name) names the
         series; known keys map straight to Labels. None: let `_decode_plain` or the parser decide."""
-        for c in _UNUSUAL:
-            if c in text:
-                return None
-        lines = text.split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        n = len(lines)
-        if not n:
+        lines = _plain_lines(text)
+        if lines is None:
             return None
+        n = len(lines)
         keys, eqs, rests = zip(*map(str.rpartition, lines, repeat("=")), strict=True)
         if "" in eqs:
             return None
@@ -564,15 +573,10 @@ class InfluxDecoder:
         line without a timestamp), no escapes, strings, comments, blank lines or extra blanks.
         Returns None for anything else and for any problem at all: `decode`'s line-by-line parser
         then decides, and reports errors exactly. The batch is the one that parser would build."""
-        for c in _UNUSUAL:
-            if c in text:
-                return None
-        lines = text.split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        n = len(lines)
-        if not n:
+        lines = _plain_lines(text)
+        if lines is None:
             return None
+        n = len(lines)
         spaces = list(map(str.count, lines, repeat(" ")))
         if spaces.count(2) == n:
             flat = " ".join(lines).split(" ")
