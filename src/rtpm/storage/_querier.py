@@ -8,11 +8,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rtpm.errors import TooManySamples
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, Series, SeriesStats
 from rtpm.storage.chunks import F64, I64
 
 Loaded = dict[int, tuple[I64, F64]]
+
+
+def too_many_samples(limit: int | None) -> TooManySamples:
+    """What a backend's `_load` raises when the samples in range pass its `limit`."""
+    return TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
 
 
 class MergedQuerier:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
     MetricInfo,
@@ -28,7 +28,7 @@ from rtpm.model.samples import (
     WriteBatch,
 )
 from rtpm.storage import chunks, migrations
-from rtpm.storage._querier import Loaded, MergedQuerier, latest_of
+from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
     FlatSamples,
     LabelsCache,
@@ -382,10 +382,6 @@ def _decode_raw(rows: list[asyncpg.Record]) -> dict[int, tuple[I64, F64]]:
     return out
 
 
-def _over(limit: int | None) -> TooManySamples:
-    return TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
-
-
 class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
         super().__init__(tenant, start_ms, end_ms)
@@ -409,7 +405,7 @@ class PostgresQuerier(MergedQuerier):
             raw.update(part)
             total += n
         if total > cap:
-            raise _over(limit)
+            raise too_many_samples(limit)
         out: Loaded = {}
         for sid in raw.keys() | blobs.keys():
             out[sid] = chunks.assemble(blobs.get(sid, []), raw.get(sid), self.start_ms, self.end_ms)

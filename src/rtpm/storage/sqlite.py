@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable, TooManySamples
+from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
     MetricInfo,
@@ -28,7 +28,7 @@ from rtpm.model.samples import (
     WriteBatch,
 )
 from rtpm.storage import chunks, migrations
-from rtpm.storage._querier import Loaded, MergedQuerier, latest_of
+from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
     LabelsCache,
     SeriesIdCache,
@@ -336,12 +336,12 @@ class SqliteQuerier(MergedQuerier):
                 if left is not None:  # count as we go: stop before reading past the limit
                     left -= self._chunk_samples(conn, sid)
                     if left < 0:
-                        raise TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
+                        raise too_many_samples(limit)
                 raw = self._raw(conn, sid, -1 if left is None else left + 1)
                 if raw is not None and left is not None:
                     left -= len(raw[0])
                     if left < 0:
-                        raise TooManySamples(f"query would load more than {limit} samples (max_query_samples)")
+                        raise too_many_samples(limit)
                 blobs = self._chunk_blobs(conn, sid)
                 if raw is None and not blobs:
                     continue

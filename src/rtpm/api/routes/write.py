@@ -1,7 +1,8 @@
 """Push endpoints of the protocols agents already speak: Prometheus remote write, Influx line
 protocol (v1 and v2 paths, plus the `/query` probe Telegraf sends), OTLP/HTTP metrics and the
-Prometheus text format. Each decodes (in place, or in a worker thread when the body is big), validates with the shared Validator and
-hands one WriteBatch to the write buffer; it answers once the samples are committed.
+Prometheus text format. Each decodes (in place, or in a worker thread when the body is big),
+validates with the shared Validator and hands one WriteBatch to the write buffer; it answers once
+the samples are committed.
 
 HTTP specifics live here: content types, encodings, status codes, the OTLP response body.
 """
@@ -63,7 +64,8 @@ _DECODE_IN_PLACE_BYTES = 1024 * 1024
 
 
 async def _decoded(request: Request, services: Services, encoding: str | None, decode: Callable[[bytes], T]) -> T:
-    """Read the body, decompress it (bounded by max_body_bytes) and decode it (big bodies off the event loop)."""
+    """Read the body, decompress it (bounded by max_body_bytes) and decode it (big bodies off the
+    event loop)."""
     raw = await request.body()
     limit = services.settings.limits.max_body_bytes
 

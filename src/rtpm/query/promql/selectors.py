@@ -56,7 +56,7 @@ _LOOP_MIN_SAMPLES_PER_POINT = 2  # many more samples than output points: one sea
 
 
 def _positions(flat: Flat, *times: I64) -> list[I64]:
-    """For every series i and every (sorted) array of times t: searchsorted(series_i_ts, t, "right")
+    """For every series i and every array of times t: searchsorted(series_i_ts, t, "right")
     as an index into the flat arrays, shaped (S, T).
 
     Long series with many samples per output point are searched one by one (work per series and
