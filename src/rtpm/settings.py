@@ -53,10 +53,17 @@ class RateLimitSettings(BaseModel):
 
     enabled: bool = True
     ingest: str = Field("30000/minute", description="Push routes (metrics:write)")
-    query: str = Field("3000/minute", description="Read routes (metrics:read, alerts:read) and the open docs")
+    # Sized for a Grafana wall sharing one data-source key: 30 panels refreshing every 5 s for 10
+    # viewers is 30 * 12 * 10 = 3,600 queries a minute; x2.5 leaves room for panels with two or
+    # three queries and the label/series look-ups of template variables, rounded to 10,000.
+    query: str = Field(
+        "10000/minute",
+        description="Read routes (metrics:read, alerts:read) and the open docs; "
+        "30 panels x every 5 s x 10 viewers = 3,600/min, with headroom",
+    )
     admin: str = Field("300/minute", description="Admin and alerts:write routes, login, refresh")
     anonymous: str = Field("600/minute", description="Requests without a valid credential, per client IP")
-    login_per_user: str = Field("5/minute", description="Failed logins per user name")
+    login_per_user: str = Field("5/minute", description="Failed logins per (user name, client IP)")
     login_per_ip: str = Field("30/minute", description="Failed logins per client IP")
 
 

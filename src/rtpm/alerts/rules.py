@@ -4,7 +4,6 @@ Prometheus rules files (YAML `groups`) in and out."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ import yaml
 from rtpm.errors import BadDataError, Problem, ValidationFailed
 from rtpm.model.alerts import AlertRule, Severity, ThresholdSpec
 from rtpm.model.labels import is_valid_label_name, is_valid_metric_name
+from rtpm.model.timeparse import format_duration, parse_duration_ms
 from rtpm.query.promql import ast as promql_ast
 
 DEFAULT_WINDOW_SECONDS = 300.0
@@ -30,9 +30,6 @@ AGGREGATIONS = {
     "rate": "rate({sel}[{w}])",
 }
 _THRESHOLD_KEYS = ("metric_name", "condition", "threshold", "aggregation", "window")
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNITS = (("y", 365 * 86400_000), ("w", 7 * 86400_000), ("d", 86400_000), ("h", 3600_000), ("m", 60_000), ("s", 1000))
-_UNIT_MS = tuple(ms for _, ms in _UNITS) + (1,)
 
 
 # ---- durations --------------------------------------------------------------------------------
@@ -40,37 +37,12 @@ _UNIT_MS = tuple(ms for _, ms in _UNITS) + (1,)
 
 def parse_duration_seconds(raw: object, name: str) -> float:
     """Seconds (a number or numeric string) or a Prometheus duration (`90s`, `5m`, `1h30m`); >= 0."""
-    if isinstance(raw, bool) or raw is None:
-        raise ValueError(f"{name}: expected seconds or a duration like 5m")
-    if isinstance(raw, int | float):
-        seconds = float(raw)
-    else:
-        s = str(raw).strip()
-        try:
-            seconds = float(s)
-        except ValueError:
-            m = _DURATION_RE.match(s)
-            if not s or m is None or not any(m.groups()):
-                raise ValueError(f"{name}: cannot parse {raw!r} as seconds or a duration like 5m") from None
-            seconds = sum(int(g) * u for g, u in zip(m.groups(), _UNIT_MS, strict=True) if g) / 1000
-    if not math.isfinite(seconds) or seconds < 0:
+    ms = parse_duration_ms(raw)
+    if ms is None:
+        raise ValueError(f"{name}: cannot parse {raw!r} as seconds or a duration like 5m")
+    if ms < 0:
         raise ValueError(f"{name}: must be a finite, non-negative duration")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Prometheus' duration format: `0s`, `90s` -> `1m30s`, `3600` -> `1h`."""
-    ms = round(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, size in _UNITS:
-        n, ms = divmod(ms, size)
-        if n:
-            out.append(f"{n}{unit}")
-    if ms:
-        out.append(f"{ms}ms")
-    return "".join(out)
+    return ms / 1000
 
 
 # ---- the threshold form -----------------------------------------------------------------------
@@ -411,17 +383,27 @@ def import_rules_file(
 
 
 def export_rules_file(rules: Sequence[AlertRule], *, default_interval_seconds: float = 60.0) -> str:
-    """Rules as a Prometheus rules file, one group per rule group (in order of first appearance)."""
-    groups: dict[str, list[AlertRule]] = {}
+    """Rules as a Prometheus rules file: one group per rule group and evaluation interval (and query
+    offset), in order of first appearance, so every rule keeps its own interval through an export
+    and import. A rule group whose rules have different intervals becomes several file groups, the
+    later ones named `<group>_<interval>` (Prometheus wants group names unique in a file)."""
+    groups: dict[tuple[str, float, float], list[AlertRule]] = {}
     for rule in sorted(rules, key=lambda r: r.id or 0):
-        groups.setdefault(rule.group, []).append(rule)
+        key = (rule.group, rule.evaluation_interval_seconds, rule.query_offset_seconds)
+        groups.setdefault(key, []).append(rule)
     doc_groups = []
-    for gname, members in groups.items():
-        g: dict[str, Any] = {"name": gname}
-        interval = members[0].evaluation_interval_seconds
+    used: set[str] = set()
+    for (gname, interval, offset), members in groups.items():
+        name = gname
+        if name in used:
+            name = f"{gname}_{format_duration(interval)}" + (f"_{format_duration(offset)}" if offset else "")
+            n = 2
+            while name in used:
+                name, n = f"{gname}_{format_duration(interval)}_{n}", n + 1
+        used.add(name)
+        g: dict[str, Any] = {"name": name}
         if interval != default_interval_seconds:
             g["interval"] = format_duration(interval)
-        offset = members[0].query_offset_seconds
         if offset:
             g["query_offset"] = format_duration(offset)
         g["rules"] = [_export_rule(r) for r in members]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,9 @@ def decode_items(items: Sequence[Any], *, tenant: str, validator: Validator, now
 
 
 _MAX_FINITE = 1.7976931348623157e308
+# The non-finite values as Prometheus writes them in JSON (strings), case-insensitive; a JSON body
+# may also carry the bare tokens NaN, Infinity and -Infinity (see rtpm.api.deps.read_json).
+_SPECIAL_VALUES = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
 
 
 def _check_item(
@@ -85,11 +89,12 @@ def _check_item(
     name = item.get("name")
     validator.metric_name(name, problems, i)
     value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        problems.append(Problem("value", "required, must be a number", i))
+    if isinstance(value, str) and value.strip().lower() in _SPECIAL_VALUES:
+        value = _SPECIAL_VALUES[value.strip().lower()]
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append(Problem("value", 'required, must be a number (or "NaN", "+Inf", "-Inf")', i))
     else:
         value = float(value)
-        validator.finite(value, problems, i)
     raw_ts = item.get("timestamp")
     if raw_ts is None:
         ts_ms = now_ms

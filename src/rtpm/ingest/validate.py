@@ -7,12 +7,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from rtpm.errors import Problem
 from rtpm.model.labels import LABEL_NAME_RE, METRIC_NAME_RE, Labels
+from rtpm.model.timeparse import parse_timestamp
 from rtpm.settings import LimitsSettings
+
+__all__ = ["Validator", "parse_timestamp"]
 
 Clock = Callable[[], float]
 
@@ -134,35 +136,3 @@ class Validator:
             problems.append(Problem(field, "must be a finite number", index))
             return False
         return True
-
-
-def _finite_ms(seconds: float) -> int | None:
-    ms = seconds * 1000  # a huge finite number of seconds overflows to infinity here
-    return int(round(ms)) if math.isfinite(ms) else None
-
-
-def parse_timestamp(raw: object) -> int | None:
-    """RFC3339 (zone optional, UTC assumed) or unix seconds -> epoch ms; None when unparseable.
-    Booleans are refused."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int | float):
-        if not math.isfinite(raw):
-            return None
-        return _finite_ms(raw)
-    if isinstance(raw, str):
-        s = raw.strip()
-        try:
-            seconds = float(s)
-        except ValueError:
-            seconds = None
-        if seconds is not None:
-            return _finite_ms(seconds) if math.isfinite(seconds) else None
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return int(round(dt.timestamp() * 1000))
-    return None

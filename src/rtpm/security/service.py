@@ -146,7 +146,7 @@ class AuthService:
 
     async def _throttled(self, username: str, client_ip: str) -> None:
         checks: list[RateDecision] = [
-            await self.limiter.peek("login_per_user", username),
+            await self.limiter.peek("login_per_user", _user_at(username, client_ip)),
             await self.limiter.peek("login_per_ip", client_ip),
         ]
         for d in checks:
@@ -160,15 +160,17 @@ class AuthService:
                 )
 
     async def login(self, username: str, password: str, *, client_ip: str) -> TokenPair:
-        """Tokens for a user name and password. Failed attempts are counted per user name and per
-        client IP; past the budget every attempt is refused (429) until the window moves on."""
+        """Tokens for a user name and password. Failed attempts are counted per (user name, client
+        IP) and per client IP; past either budget attempts from that address are refused (429) until
+        the window moves on. Nothing is counted per user name alone, so wrong passwords sprayed from
+        one address cannot lock the user out from another."""
         if self.limiter.enabled:
             await self._throttled(username, client_ip)
         user = await self.store.get_user_by_name(username) if len(username) <= 128 else None
         ok = await asyncio.to_thread(passwords.verify_password, user.password_hash if user else None, password)
         if user is None or not ok or user.disabled:
             if self.limiter.enabled:
-                await self.limiter.hit("login_per_user", username)
+                await self.limiter.hit("login_per_user", _user_at(username, client_ip))
                 await self.limiter.hit("login_per_ip", client_ip)
             log.info("login_failed", username_known=user is not None)
             raise Unauthenticated("invalid user name or password")
@@ -176,7 +178,7 @@ class AuthService:
             new_hash = await asyncio.to_thread(passwords.hash_password, password)
             await self.store.update_user(user.id, password_hash=new_hash)
         if self.limiter.enabled:
-            await self.limiter.clear("login_per_user", username)
+            await self.limiter.clear("login_per_user", _user_at(username, client_ip))
         return await self._issue(user, family=uuid.uuid4().hex)
 
     async def _issue(self, user: UserRecord, *, family: str) -> TokenPair:
@@ -286,3 +288,8 @@ class AuthService:
         # Scopes are the token's, narrowed to what the user's role grants now.
         scopes = claims.scopes & scopes_of_role(user.role)
         return Principal(user.tenant, user.id, "user", scopes, user.username)
+
+
+def _user_at(username: str, client_ip: str) -> str:
+    """The identity of the per-(user name, address) login budget."""
+    return f"{client_ip}|{username}"

@@ -101,7 +101,9 @@ def test_each_rule_rejects_the_whole_batch(
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == field
 
 
-@pytest.mark.parametrize("literal", [b"1e400", b"NaN", b"Infinity", b"-Infinity"])
+# NaN, Infinity and -Infinity are values (issue 16; tests/unit/api/test_friction.py); a number
+# literal too large for a float is still not valid JSON.
+@pytest.mark.parametrize("literal", [b"1e400", b"-1e400"])
 def test_non_finite_values_are_refused(client: TestClient, literal: bytes) -> None:
     body = b'{"metrics": [{"name": "cpu", "value": ' + literal + b"}]}"
     r = client.post("/api/v1/metrics/batch", content=body, headers={"content-type": "application/json"})

@@ -112,7 +112,7 @@ def _user(u: UserRecord) -> dict[str, Any]:
 @router.post("/login", dependencies=[Depends(public(budget="admin"))], openapi_extra=_body_doc(LoginIn))
 async def login(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Tokens for a user name and password: a short-lived access token and a refresh token.
-    Failed attempts are throttled per user name and per client IP (429 with Retry-After)."""
+    Failed attempts are throttled per (user name, client IP) and per client IP (429 with Retry-After)."""
     body = await _parse(request, LoginIn)
     pair = await _auth(services).login(body.username, body.password, client_ip=client_ip(request))
     return _tokens(pair)

@@ -169,9 +169,11 @@ async def stats(
     end_time: str | None = None,
 ) -> dict[str, Any]:
     """count, min, max, avg, sum, first and last timestamp of `name`, overall and per series."""
-    lo, hi = services.validator.window_ms()
+    # without a range: everything storage may hold, up to now (not the future ingest allows)
+    lo, _ = services.validator.window_ms()
+    now_ms = int(services.clock() * 1000)
     start_ms = parse_time_param(start_time, "start_time") if start_time is not None else lo
-    end_ms = parse_time_param(end_time, "end_time") if end_time is not None else hi
+    end_ms = parse_time_param(end_time, "end_time") if end_time is not None else max(now_ms, start_ms)
     if end_ms < start_ms:
         raise BadDataError("end_time: must not be before start_time")
     filters = _label_filters(request, {"start_time", "end_time"})

@@ -7,10 +7,7 @@ Parameters are read from the URL and, for POST, from an `application/x-www-form-
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,16 +22,13 @@ from rtpm.api.routes import alerts as alerts_api
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError
 from rtpm.model.labels import Labels, Matcher
+from rtpm.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms, parse_timestamp
 from rtpm.query.promql import ast as promql_ast
 from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.query.promql.jsonfmt import render
 
 # The Prometheus version whose API and PromQL semantics we follow (reported by buildinfo).
 PROMETHEUS_COMPAT_VERSION = "3.0.0"
-MIN_TIME_MS = -(2**62) // 1000 * 1000
-MAX_TIME_MS = 2**62 // 1000 * 1000
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNIT_MS = (365 * 86400_000, 7 * 86400_000, 86400_000, 3600_000, 60_000, 1000, 1)
 
 
 def _prometheus_envelope(request: Request) -> None:
@@ -73,41 +67,21 @@ async def _params(request: Request) -> Params:
 
 
 def parse_time(raw: str | None, name: str, default: int) -> int:
-    """Unix seconds (fraction rounded to ms) or RFC3339; Prometheus' parseTime."""
+    """Unix seconds (fraction rounded to ms) or RFC3339, within Prometheus' time bounds."""
     if raw is None or raw == "":
         return default
-    try:
-        f = float(raw)
-    except ValueError:
-        f = None
-    if f is not None:
-        if math.isfinite(f):
-            return round(f * 1000)
-    else:
-        try:
-            dt = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            return round(dt.timestamp() * 1000)
-        except ValueError:
-            pass
-    raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
+    ts = parse_timestamp(raw)
+    if ts is None:
+        raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
+    return ts
 
 
 def parse_duration(raw: str, name: str) -> int:
     """Float seconds or a Prometheus duration (`1h30m`), in ms; Prometheus' parseDuration."""
-    try:
-        f = float(raw)
-    except ValueError:
-        f = None
-    if f is not None:
-        if math.isfinite(f) and abs(f * 1000) < 2**63:
-            return round(f * 1000)
-    else:
-        m = _DURATION_RE.match(raw)
-        if raw and raw != "0" and m is not None and any(m.groups()):
-            return sum(int(g) * u for g, u in zip(m.groups(), _UNIT_MS, strict=True) if g)
-    raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
+    ms = parse_duration_ms(raw)
+    if ms is None:
+        raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
+    return ms
 
 
 def _limit(params: Params) -> int | None:

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.params import parse_labels_param
-from rtpm.api.routes.prometheus import check_range, make_engine, parse_duration, parse_time
-from rtpm.api.timefmt import to_rfc3339
+from rtpm.api.routes.prometheus import check_range, make_engine, parse_duration
+from rtpm.api.timefmt import parse_time_param, to_rfc3339
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, is_valid_label_name, is_valid_metric_name
 from rtpm.query.promql.engine import Result
@@ -115,12 +115,24 @@ def _query_text(
     return to_promql(metric_name, parse_labels_param(labels), aggregation, groups, window_ms)
 
 
+def _range_end(seed_value: str | None, seed_name: str, prom_value: str | None, prom_name: str) -> int:
+    if seed_value is not None and prom_value is not None and seed_value != prom_value:
+        raise BadDataError(f"{seed_name} and {prom_name}: give one of them (they name the same time)")
+    if seed_value is not None:
+        return parse_time_param(seed_value, seed_name)
+    if prom_value is not None:
+        return parse_time_param(prom_value, prom_name)
+    raise BadDataError(f"{seed_name}: required (or {prom_name})")
+
+
 @router.get("/query/range", dependencies=[Depends(require("metrics:read"))])
 async def query_range(
     services: ServicesDep,
     tenant: TenantDep,
-    start_time: str,
-    end_time: str,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
     query: str | None = None,
     metric_name: str | None = None,
     labels: str | None = None,
@@ -128,9 +140,11 @@ async def query_range(
     group_by: str | None = None,
     step: str | None = None,
 ) -> dict[str, Any]:
-    """Range query through the PromQL engine; `step` defaults to 1/250 of the range (at least 1s)."""
-    start = parse_time(start_time, "start_time", 0)
-    end = parse_time(end_time, "end_time", 0)
+    """Range query through the PromQL engine; `step` defaults to 1/250 of the range (at least 1s).
+    The range is `start_time`/`end_time`, or `start`/`end` as Prometheus names them."""
+    start_ms = _range_end(start_time, "start_time", start, "start")
+    end_ms = _range_end(end_time, "end_time", end, "end")
+    start, end = start_ms, end_ms
     step_ms = parse_duration(step, "step") if step else max(1000, (end - start) // 250)
     check_range(start, end, step_ms, services.settings.limits.max_points_per_series)
     text = _query_text(query, metric_name, labels, aggregation, group_by, step_ms)
@@ -157,7 +171,7 @@ async def query_instant(
     time: str | None = None,
 ) -> dict[str, Any]:
     """Instant query through the PromQL engine at `time` (default now)."""
-    t = parse_time(time, "time", round(services.clock() * 1000))
+    t = parse_time_param(time, "time") if time else round(services.clock() * 1000)
     text = _query_text(query, metric_name, labels, aggregation, group_by, 300_000)
     with services.metrics.query.time("instant"):
         result = await make_engine(services).instant(tenant, text, t)
