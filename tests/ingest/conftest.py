@@ -46,6 +46,13 @@ class Pusher:
         found = self.client.portal.call(querier.select, [matcher])
         return {s.labels: list(zip(s.ts_ms.tolist(), s.values.tolist(), strict=True)) for s in found}
 
+    def refused(self, protocol: str, reason: str) -> float:
+        """rtpm_ingest_samples_rejected_total{protocol, reason} of this app."""
+        got = self.services.metrics.registry.get_sample_value(
+            "rtpm_ingest_samples_rejected_total", {"protocol": protocol, "reason": reason}
+        )
+        return got or 0.0
+
     def metadata(self) -> dict[str, MetricMetadata]:
         assert self.client.portal is not None
         found = self.client.portal.call(self.services.storage.metadata, self.services.settings.default_tenant)

@@ -182,14 +182,44 @@ def test_empty_body_is_204_and_stores_nothing(pusher: Pusher) -> None:
     assert pusher.stored() == {}
 
 
-def test_a_bad_line_fails_the_request_naming_line_and_column(pusher: Pusher) -> None:
-    body = "m v=1\nm v=2\ncpu,host=a usage=abc\nm v=3x\n"
+def test_bad_lines_are_a_partial_write_and_the_good_lines_are_stored(pusher: Pusher) -> None:
+    # InfluxDB 1.x: the points that parse are written; 400 "partial write: ... dropped=N".
+    t = now_ms()
+    body = f"m v=1 {t}\nm v=2 {t + 1}\ncpu,host=a usage=abc {t}\nm v=3x\n"
+    r = pusher.client.post("/write?precision=ms", content=body)
+    assert r.status_code == 400
+    doc = r.json()
+    assert doc["error"].startswith("partial write: line 3: column 18: invalid field value 'abc'")
+    assert doc["error"].endswith("(and 1 more problems) dropped=2")
+    assert doc["message"] == doc["error"] and doc["code"] == "invalid"
+    assert [(d["index"], d["field"]) for d in doc["details"]] == [(3, "column 18"), (4, "column 5")]
+    assert pusher.stored() == {(("__name__", "m_v"),): [(t, 1.0), (t + 1, 2.0)]}
+    assert pusher.refused("influx", "parse_error") == 2
+
+
+def test_invalid_series_and_old_samples_are_a_partial_write(pusher: Pusher) -> None:
+    t = now_ms()
+    body = f"m,room={'x' * 65} v=1 {t}\nm,room=a v=2,w=3 {t}\nm v=4 1000\n"
+    for api in ("/write?precision=ms", "/api/v2/write?precision=ms&bucket=b"):
+        r = pusher.client.post(api, content=body)
+        assert r.status_code == 400
+        assert r.json()["error"].startswith("partial write: line 1: labels.room: value longer than 64")
+        assert r.json()["error"].endswith("dropped=2")
+    stored = pusher.stored()
+    assert stored[(("__name__", "m_v"), ("room", "a"))] == [(t, 2.0)]
+    assert stored[(("__name__", "m_w"), ("db", "b"), ("room", "a"))] == [(t, 3.0)]
+    assert pusher.refused("influx", "invalid_series") == 2
+    assert pusher.refused("influx", "too_old") == 2
+
+
+def test_a_body_of_only_bad_lines_fails_naming_line_and_column(pusher: Pusher) -> None:
+    body = "cpu,host=a usage=abc\nm v=3x\n"
     r = pusher.client.post("/write", content=body)
     assert r.status_code == 400
     error = r.json()["error"]
-    assert error["message"].startswith("line 3, column 18: invalid field value 'abc'")
+    assert error["message"].startswith("line 1, column 18: invalid field value 'abc'")
     assert "and 1 more" in error["message"]
-    assert [(d["line"], d["column"]) for d in error["details"]] == [(3, 18), (4, 5)]
+    assert [(d["line"], d["column"]) for d in error["details"]] == [(1, 18), (2, 5)]
     assert pusher.stored() == {}
 
 
@@ -205,11 +235,11 @@ def test_invalid_timestamp_and_precision_are_400(pusher: Pusher) -> None:
     assert pusher.client.post("/write?precision=fortnight", content="m v=1").status_code == 400
 
 
-def test_a_sample_out_of_the_time_window_is_400_with_its_line(pusher: Pusher) -> None:
+def test_a_sample_out_of_the_time_window_is_a_partial_write(pusher: Pusher) -> None:
     r = pusher.client.post("/write?precision=s", content="m v=1\nm v=2 1000\n")
     assert r.status_code == 400
-    assert r.json()["error"]["message"].startswith("line 2: timestamp: too far in the past")
-    assert pusher.stored() == {}
+    assert r.json()["error"] == "partial write: line 2: timestamp: too far in the past (older than 3600 s) dropped=1"
+    assert [v for _, v in pusher.stored()[(("__name__", "m_v"),)]] == [1.0]
 
 
 def test_invalid_utf8_is_400(pusher: Pusher) -> None:

@@ -244,14 +244,67 @@ def test_truncated_protobuf_is_400_with_a_status_body(pusher: Pusher) -> None:
     assert pusher.stored() == {}
 
 
-def test_a_point_out_of_the_time_window_is_400(pusher: Pusher) -> None:
+def test_a_point_out_of_the_time_window_costs_only_itself(pusher: Pusher) -> None:
+    t = now_ms()
     req, metrics = new_request()
-    metrics.add(name="ok").gauge.data_points.add(time_unix_nano=now_ms() * 1_000_000, as_double=1)
+    metrics.add(name="ok").gauge.data_points.add(time_unix_nano=t * 1_000_000, as_double=1)
     metrics.add(name="old").gauge.data_points.add(time_unix_nano=1_000_000_000, as_double=1)
     r = post(pusher, req)
-    assert r.status_code == 400
-    assert b"too far in the past" in r.content
-    assert pusher.stored() == {}
+    assert r.status_code == 200
+    p = partial(r)
+    assert p.rejected_data_points == 1
+    assert "too far in the past" in p.error_message
+    assert pusher.stored() == {(("__name__", "ok"),): [(t, 1.0)]}
+    assert pusher.refused("otlp", "too_old") == 1
+
+
+def test_a_data_point_with_an_invalid_series_costs_only_itself(pusher: Pusher) -> None:
+    t = now_ms()
+    req, metrics = new_request()
+    g = metrics.add(name="temp")
+    for value in ("fine", "x" * 65, "fine2"):  # the limit on label values is 64 here
+        dp = g.gauge.data_points.add(time_unix_nano=t * 1_000_000, as_double=2.5)
+        kv(dp.attributes, "room", value)
+    h = metrics.add(name="lat", unit="s")
+    h.histogram.aggregation_temporality = 2
+    hp = h.histogram.data_points.add(time_unix_nano=t * 1_000_000, count=3, sum=1.0)
+    hp.explicit_bounds.extend([0.1])
+    hp.bucket_counts.extend([1, 2])
+    kv(hp.attributes, "room", "y" * 65)
+    for _ in (1, 2):  # the second time the series are found in the decoder's caches
+        r = post(pusher, req)
+        assert r.status_code == 200
+        p = partial(r)
+        assert p.rejected_data_points == 2
+        assert "value longer than 64" in p.error_message
+        assert set(pusher.stored()) == {
+            (("__name__", "temp"), ("room", "fine")),
+            (("__name__", "temp"), ("room", "fine2")),
+        }
+    assert pusher.refused("otlp", "invalid_series") == 2 * (1 + 4)  # the gauge point, 2 buckets + count + sum
+
+
+def test_json_partial_success(pusher: Pusher) -> None:
+    t = now_ms()
+    body = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {"name": "ok", "gauge": {"dataPoints": [{"timeUnixNano": str(t * 10**6), "asDouble": 1}]}},
+                            {"name": "old", "gauge": {"dataPoints": [{"timeUnixNano": "1000000000", "asDouble": 1}]}},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    r = pusher.client.post("/v1/metrics", content=orjson.dumps(body), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200
+    assert r.json()["partialSuccess"]["rejectedDataPoints"] == "1"
+    assert "too far in the past" in r.json()["partialSuccess"]["errorMessage"]
+    assert list(pusher.stored()) == [(("__name__", "ok"),)]
 
 
 def test_gzip_bomb_is_413(pusher: Pusher) -> None:

@@ -43,10 +43,22 @@ def test_openmetrics_timestamps_are_seconds(pusher: Pusher) -> None:
     assert pusher.stored() == {(("__name__", "x"),): [(t * 1000 + 500, 1.0)]}
 
 
-def test_a_bad_line_is_400_naming_line_and_column_and_nothing_is_stored(pusher: Pusher) -> None:
-    r = pusher.client.post(PATH, content='ok 1\nbad{a="1" 2\n')
+def test_a_bad_line_costs_only_itself(pusher: Pusher) -> None:
+    r = pusher.client.post(PATH, content=f'ok 1\nbad{{a="1" 2\nlong{{v="{"x" * 65}"}} 3\nok2 4\n')
     assert r.status_code == 400
-    assert r.json()["error"]["message"].startswith("line 2, column 5: expected label=")
+    error = r.json()["error"]
+    assert error["code"] == "partial_write"
+    assert error["message"].startswith("partial write: line 2: column 5: expected label=")
+    assert error["message"].endswith("dropped=2; the other 2 samples were stored")
+    assert {lb for lb in pusher.stored()} == {(("__name__", "ok"),), (("__name__", "ok2"),)}
+    assert pusher.refused("prom_text", "parse_error") == 1
+    assert pusher.refused("prom_text", "invalid_series") == 1
+
+
+def test_a_body_of_only_bad_lines_is_400_naming_line_and_column(pusher: Pusher) -> None:
+    r = pusher.client.post(PATH, content='bad{a="1" 2\n')
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("line 1, column 5: expected label=")
     assert pusher.stored() == {}
 
 

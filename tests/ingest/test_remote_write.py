@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import cramjam
@@ -10,6 +11,7 @@ import pytest
 
 from rtpm.errors import OverloadedError
 from rtpm.ingest.proto import WriteRequest
+from rtpm.ingest.remote_write import varint
 from rtpm.model.samples import STALE_NAN, MetricType, WriteBatch, is_stale_nan
 from tests.ingest.conftest import Pusher, now_ms
 
@@ -82,56 +84,92 @@ def test_a_repeated_series_is_decoded_the_same_way_again(pusher: Pusher) -> None
     assert pusher.stored("x") == {(("__name__", "x"), ("a", "1")): [(t - 3000, 0.0), (t - 2000, 1.0), (t - 1000, 2.0)]}
 
 
+GOOD = (("__name__", "good"), ("a", "1"))
+
+
 @pytest.mark.parametrize(
-    ("labels", "samples_age_ms", "message_part"),
+    ("labels", "samples_age_ms", "reason"),
     [
-        pytest.param({"job": "x"}, 0, "no __name__", id="missing-name"),
-        pytest.param({"__name__": "bad-name"}, 0, "not a valid metric name", id="bad-metric-name"),
-        pytest.param({"__name__": "ok", "bad-label": "v"}, 0, "not a valid label name", id="bad-label-name"),
-        pytest.param({"__name__": "ok", "v": "x" * 65}, 0, "value longer than 64", id="label-value-too-long"),
-        pytest.param({"__name__": "ok"}, 2 * 3600 * 1000, "too far in the past", id="too-old"),
-        pytest.param({"__name__": "ok"}, -600 * 1000, "too far in the future", id="too-new"),
+        pytest.param({"job": "x"}, 0, "invalid_series", id="missing-name"),
+        pytest.param({"__name__": "bad-name"}, 0, "invalid_series", id="bad-metric-name"),
+        pytest.param({"__name__": "ok", "bad-label": "v"}, 0, "invalid_series", id="bad-label-name"),
+        pytest.param({"__name__": "ok", "__reserved__": "v"}, 0, "invalid_series", id="reserved-label-name"),
+        pytest.param({"__name__": "ok", "v": "x" * 65}, 0, "invalid_series", id="label-value-too-long"),
+        pytest.param({"__name__": "ok"}, 2 * 3600 * 1000, "too_old", id="too-old"),
+        pytest.param({"__name__": "ok"}, -600 * 1000, "too_new", id="too-new"),
     ],
 )
-def test_a_sample_that_can_never_be_accepted_gets_400_and_nothing_is_stored(
-    pusher: Pusher, labels: dict[str, str], samples_age_ms: int, message_part: str
+def test_a_series_that_can_never_be_accepted_costs_only_itself(
+    pusher: Pusher, labels: dict[str, str], samples_age_ms: int, reason: str
 ) -> None:
+    # Prometheus treats any 4xx as final and drops the whole batch: the good series must be
+    # stored and the answer must be 2xx, with the refused samples counted by reason.
     t = now_ms()
-    w = request([({"__name__": "good", "a": "1"}, [(t, 1.0)]), (labels, [(t - samples_age_ms, 2.0)])])
-    r = post(pusher, snappy(w))
-    assert r.status_code == 400
-    error = r.json()["error"]
-    assert message_part in error["message"]
-    assert error["message"].startswith("series 1: ")
-    assert error["details"][0]["series"] == 1
-    assert pusher.stored() == {}
+    w = request(
+        [
+            ({"__name__": "good", "a": "1"}, [(t - 1000, 1.0)]),
+            (labels, [(t - samples_age_ms, 2.0), (t - samples_age_ms + 1, 3.0)]),
+            ({"__name__": "good", "a": "1"}, [(t, 4.0)]),
+        ]
+    )
+    for attempt in (1, 2):  # the second time the bad series is found in the decoder's caches
+        r = post(pusher, snappy(w))
+        assert r.status_code == 204, r.text
+        assert pusher.stored() == {GOOD: [(t - 1000, 1.0), (t, 4.0)]}
+        assert pusher.refused("remote_write", reason) == 2 * attempt
 
 
-def test_an_invalid_series_is_refused_every_time_it_is_sent(pusher: Pusher) -> None:
-    w = request([({"__name__": "bad-name"}, [(now_ms(), 1.0)])])
-    assert post(pusher, snappy(w)).status_code == 400
-    assert post(pusher, snappy(w)).status_code == 400
-
-
-def test_duplicate_label_names_are_refused(pusher: Pusher) -> None:
-    w = WriteRequest()
+def test_duplicate_label_names_cost_only_their_series(pusher: Pusher) -> None:
+    t = now_ms()
+    w = request([({"__name__": "good", "a": "1"}, [(t, 1.0)])])
     ts = w.timeseries.add()
     ts.labels.add(name="__name__", value="x")
     ts.labels.add(name="a", value="1")
     ts.labels.add(name="a", value="2")
-    ts.samples.add(timestamp=now_ms(), value=1)
-    r = post(pusher, snappy(w))
-    assert r.status_code == 400
-    assert "duplicate label name" in r.json()["error"]["message"]
+    ts.samples.add(timestamp=t, value=1)
+    assert post(pusher, snappy(w)).status_code == 204
+    assert pusher.stored() == {GOOD: [(t, 1.0)]}
+    assert pusher.refused("remote_write", "invalid_series") == 1
 
 
-def test_native_histograms_are_refused_with_a_clear_message(pusher: Pusher) -> None:
-    # TimeSeries.histograms (field 4) holding one Histogram message: {count_int = 1} (field 1 varint).
-    series = b"\x0a\x0c\x0a\x08__name__\x12\x00" + b"\x22\x02\x08\x01"
-    body = b"\x0a" + bytes([len(series)]) + series
+def test_a_request_of_only_invalid_series_is_still_204(pusher: Pusher) -> None:
+    # As Prometheus's receiver: a request that parses is acknowledged; what it held is counted.
+    w = request([({"__name__": "bad-name"}, [(now_ms(), 1.0)])])
+    assert post(pusher, snappy(w)).status_code == 204
+    assert pusher.stored() == {}
+    assert pusher.refused("remote_write", "invalid_series") == 1
+
+
+def _histogram_series(name: str, t: int, *, with_sample: bool) -> bytes:
+    """A TimeSeries with one native histogram (field 4: Histogram{count_int=1, timestamp=t}),
+    optionally also one float sample (1.5 at t)."""
+    label = b"\x0a\x08__name__\x12" + bytes([len(name)]) + name.encode()
+    series = b"\x0a" + bytes([len(label)]) + label
+    if with_sample:
+        sample = b"\x09" + struct.pack("<d", 1.5) + b"\x10" + varint(t)
+        series += b"\x12" + bytes([len(sample)]) + sample
+    hist = b"\x08\x01" + b"\x78" + varint(t)  # count_int = 1; timestamp (field 15)
+    series += b"\x22" + bytes([len(hist)]) + hist
+    return b"\x0a" + varint(len(series)) + series
+
+
+def test_native_histograms_are_counted_as_refused_and_the_floats_beside_them_stored(pusher: Pusher) -> None:
+    t = now_ms()
+    floats = request([({"__name__": "good", "a": "1"}, [(t, 1.0)])]).SerializeToString()
+    body = (
+        floats + _histogram_series("hist_only", t, with_sample=False) + _histogram_series("mixed", t, with_sample=True)
+    )
     r = post(pusher, bytes(cramjam.snappy.compress_raw(body)))
-    assert r.status_code == 400
-    assert "native histograms are not supported" in r.json()["error"]["message"]
+    assert r.status_code == 204, r.text
+    assert pusher.stored() == {GOOD: [(t, 1.0)], (("__name__", "mixed"),): [(t, 1.5)]}
+    assert pusher.refused("remote_write", "native_histogram") == 2
+
+
+def test_type_and_unit_labels_are_stored_as_labels(pusher: Pusher) -> None:
+    t = now_ms()
+    labels = {"__name__": "rpc_seconds_total", "__type__": "counter", "__unit__": "seconds", "job": "a"}
+    assert post(pusher, snappy(request([(labels, [(t, 3.0)])]))).status_code == 204
+    assert pusher.stored() == {tuple(sorted(labels.items())): [(t, 3.0)]}
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,18 @@ once per request (the decoder keeps `cache`, keyed however is cheapest for its w
 timestamp is checked against the accepted window, and problems are collected so that a client
 learns everything wrong at once. `finish()` returns the WriteBatch, or raises BadDataError listing
 the problems: nothing of a request with an invalid sample is written.
+
+Partial acceptance (`finish(partial=True)`, used by remote write, OTLP, Influx line protocol and the
+text format): the batch holds every acceptable sample and nothing else, and `refused()` says what
+was left out, counted in samples per bounded reason (`REFUSAL_REASONS`). Samples are only ever
+added for series that passed validation, so the batch is the same either way; only the JSON
+batch keeps its all-or-nothing contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from rtpm.errors import BadDataError, PayloadTooLarge, Problem
@@ -19,6 +26,43 @@ from rtpm.model.samples import MetricMetadata, MetricType, WriteBatch
 
 MISSING: Final = object()
 MAX_LISTED_PROBLEMS = 100
+
+# Why samples of an accepted request were left out (the `reason` label of
+# rtpm_ingest_samples_rejected): a bounded set.
+INVALID_SERIES = "invalid_series"  # metric name or labels that can never be stored
+TOO_OLD = "too_old"  # older than limits.max_past_seconds
+TOO_NEW = "too_new"  # further ahead than limits.max_future_seconds
+NATIVE_HISTOGRAM = "native_histogram"  # not stored until the storage engine has histogram samples
+PARSE_ERROR = "parse_error"  # a line (Influx, text format) that does not parse: counted per line
+UNSUPPORTED = "unsupported"  # OTLP data RTPM does not map (delta temporality, ...)
+REFUSAL_REASONS = (INVALID_SERIES, TOO_OLD, TOO_NEW, NATIVE_HISTOGRAM, PARSE_ERROR, UNSUPPORTED)
+
+
+@dataclass(slots=True)
+class Refused:
+    """What a partially accepted request left out: samples per reason, and the first problems."""
+
+    where: str
+    samples: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    items: int = 0  # distinct items (series, lines, data points) with a refused sample
+
+    @property
+    def total(self) -> int:
+        return sum(self.samples.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.problem_count or self.samples)
+
+    def message(self) -> str:
+        """The first problem, and how many more there were."""
+        if not self.problems:
+            return ", ".join(f"{n} samples refused: {r}" for r, n in self.samples.items())
+        first = self.problems[0]
+        where = f"{self.where} {first.index}: " if first.index is not None else ""
+        more = self.problem_count - 1
+        return f"{where}{first.field}: {first.reason}" + (f" (and {more} more problems)" if more else "")
 
 
 class BatchBuilder:
@@ -42,6 +86,21 @@ class BatchBuilder:
         self.lo_ms, self.hi_ms = validator.window_ms()
         self.max_samples = validator.limits.max_batch_items
         self._metadata: dict[str, MetricMetadata] = {}
+        self._refused: dict[str, int] = {}
+        self._refused_items: set[int] = set()
+
+    def refuse(self, reason: str, samples: int, index: int | None) -> None:
+        """Count `samples` left out for `reason` (one of REFUSAL_REASONS); the problem that says
+        why is recorded separately, once, with `problem()`."""
+        if samples:
+            self._refused[reason] = self._refused.get(reason, 0) + samples
+            if index is not None:
+                self._refused_items.add(index)
+
+    def refused(self) -> Refused:
+        return Refused(
+            self.where, dict(self._refused), list(self.problems), self.problem_count, len(self._refused_items)
+        )
 
     def problem(self, field: str, reason: str, index: int | None) -> None:
         self.problem_count += 1
@@ -73,6 +132,7 @@ class BatchBuilder:
         found: list[Problem] = []
         self.validator.timestamp_ms(ts_ms, found, index, "timestamp")
         self._collect(found)
+        self.refuse(TOO_OLD if ts_ms < self.lo_ms else TOO_NEW, 1, index)
 
     def extend(self, labels: Labels, ts_ms: Sequence[int], values: Sequence[float], index: int | None) -> None:
         """Add many samples of one series (the columns are appended in one go)."""
@@ -105,8 +165,9 @@ class BatchBuilder:
             type_ = old.type
         self._metadata[name] = MetricMetadata(name, type_, unit, help_text)
 
-    def finish(self) -> WriteBatch:
-        if self.problem_count:
+    def finish(self, *, partial: bool = False) -> WriteBatch:
+        """The batch; unless `partial`, BadDataError when anything was wrong (see `refused()`)."""
+        if self.problem_count and not partial:
             raise self.error()
         n = len(self.batch)
         if n > self.max_samples:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import count, repeat
 
 from rtpm.errors import BadDataError
-from rtpm.ingest.batching import MISSING, BatchBuilder
+from rtpm.ingest.batching import INVALID_SERIES, MISSING, PARSE_ERROR, BatchBuilder, Refused
 from rtpm.ingest.validate import Validator
 from rtpm.model.labels import Labels
 from rtpm.model.samples import WriteBatch
@@ -409,7 +409,36 @@ class InfluxDecoder:
         db: str | None = None,
         extra_labels: Mapping[str, str] | None = None,
     ) -> WriteBatch:
-        """`db` becomes a `db` label unless the line has a `db` tag; `extra_labels` override tags."""
+        """`db` becomes a `db` label unless the line has a `db` tag; `extra_labels` override tags.
+        BadDataError (nothing written) when any line or sample cannot be accepted."""
+        return self._decode(body, tenant, now_ms, precision, db, extra_labels, partial=False)[0]
+
+    def decode_partial(
+        self,
+        body: bytes,
+        *,
+        tenant: str,
+        now_ms: int,
+        precision: str = "ns",
+        db: str | None = None,
+        extra_labels: Mapping[str, str] | None = None,
+    ) -> tuple[WriteBatch, Refused]:
+        """InfluxDB's partial write: the samples of every acceptable line, and what was left out
+        (lines that do not parse, invalid series, samples outside the accepted window). Still
+        BadDataError when nothing at all could be accepted."""
+        return self._decode(body, tenant, now_ms, precision, db, extra_labels, partial=True)
+
+    def _decode(
+        self,
+        body: bytes,
+        tenant: str,
+        now_ms: int,
+        precision: str,
+        db: str | None,
+        extra_labels: Mapping[str, str] | None,
+        *,
+        partial: bool,
+    ) -> tuple[WriteBatch, Refused]:
         scale = PRECISIONS.get(precision)
         if scale is None:
             raise BadDataError(f"precision: unknown {precision!r}; one of ns, us, ms, s, m, h")
@@ -423,7 +452,7 @@ class InfluxDecoder:
         if fast is None:
             fast = self._decode_plain(text, tenant, now_ms, mul, div, db, extra_labels)
         if fast is not None:
-            return fast
+            return fast, Refused("line")
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="line", extra_labels=extra_labels)
         known = self._known if not extra_labels else {}
         fresh: dict[tuple[str, str, str], Labels] = {}
@@ -458,23 +487,28 @@ class InfluxDecoder:
                     errors.append(
                         {"line": number, "column": exc.column + offset, "reason": exc.reason, "text": line[:200]}
                     )
+                if partial:
+                    b.problem(f"column {exc.column + offset}", exc.reason, number)
+                    b.refuse(PARSE_ERROR, 1, number)
                 continue
-            if error_count:
+            if error_count and not partial:
                 continue  # the request fails anyway: only look for more parse errors
             for labels, value in resolved:
                 if labels is not None:
                     add(labels, ts_ms, value, number)
-        if error_count:
+                else:
+                    b.refuse(INVALID_SERIES, 1, number)
+        if error_count and (not partial or not len(b.batch)):
             first = errors[0]
             more = f" (and {error_count - 1} more lines with errors)" if error_count > 1 else ""
             raise BadDataError(
                 f"line {first['line']}, column {first['column']}: {first['reason']}{more}; nothing was written",
                 details=errors,
             )
-        batch = b.finish()
+        batch = b.finish(partial=partial)
         if fresh and not extra_labels:
             self._remember(fresh)
-        return batch
+        return batch, b.refused()
 
     def _remember(self, fresh: dict[tuple[str, str, str], Labels]) -> None:
         if len(self._known) + len(fresh) > self.cache_size:

@@ -36,7 +36,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
-from rtpm.ingest.batching import MISSING, BatchBuilder
+from rtpm.ingest.batching import INVALID_SERIES, MISSING, BatchBuilder, Refused
 from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse, KeyValue
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
 from rtpm.ingest.validate import Validator
@@ -86,9 +86,13 @@ EXPONENTIAL_REFUSED = "exponential histograms are not supported (native histogra
 
 @dataclass(slots=True)
 class OtlpResult:
+    """The acceptable samples; `rejected_points` data points left out (partial_success), with
+    `reasons` (message -> data points). `refused`: samples the shared validation left out."""
+
     batch: WriteBatch
     rejected_points: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    refused: Refused | None = None
 
     def error_message(self) -> str:
         return "; ".join(f"{n} data points: {reason}" for reason, n in self.reasons.items())
@@ -342,6 +346,8 @@ class _Decoder:
         series = self.series(name, labels)
         if series is not None:
             self.b.add(series, ts_ms, value, self.point)
+        else:
+            self.b.refuse(INVALID_SERIES, 1, self.point)
 
     def resource(self, rm: Any) -> None:
         res = attributes(rm.resource.attributes)
@@ -410,6 +416,8 @@ class _Decoder:
                     values.append(value)
                 else:
                     b.add(series, t, value, self.point)
+            else:
+                b.refuse(INVALID_SERIES, 1, self.point)
             if latest is None or t > latest:
                 latest = t
         return latest
@@ -567,7 +575,11 @@ class OtlpDecoder:
         d = _Decoder(b, now_ms, known, self._attrs_seen, unchecked, self.cache_size)
         for rm in req.resource_metrics:
             d.resource(rm)
-        d.result.batch = b.finish()
+        d.result.batch = b.finish(partial=True)
+        d.result.refused = refused = b.refused()
+        if refused:
+            d.result.rejected_points += refused.items
+            d.result.reasons[refused.message()] = refused.items
         if d.fresh and not extra_labels:
             if len(self._known) + len(d.fresh) > self.cache_size:
                 self._known.clear()

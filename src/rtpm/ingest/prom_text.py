@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 
 from rtpm.errors import BadDataError
-from rtpm.ingest.batching import MISSING, BatchBuilder
+from rtpm.ingest.batching import INVALID_SERIES, MISSING, PARSE_ERROR, BatchBuilder, Refused
 from rtpm.ingest.validate import Validator
 from rtpm.model.samples import MetricType, WriteBatch
 
@@ -117,6 +117,34 @@ def decode_text(
     openmetrics: bool = False,
     extra_labels: Mapping[str, str] | None = None,
 ) -> WriteBatch:
+    """Every sample, or BadDataError (nothing written) if any line or sample cannot be accepted."""
+    return _decode(body, tenant, validator, now_ms, openmetrics, extra_labels, partial=False)[0]
+
+
+def decode_text_partial(
+    body: bytes,
+    *,
+    tenant: str,
+    validator: Validator,
+    now_ms: int,
+    openmetrics: bool = False,
+    extra_labels: Mapping[str, str] | None = None,
+) -> tuple[WriteBatch, Refused]:
+    """The samples of every acceptable line, and what was left out (lines that do not parse,
+    invalid series, samples outside the accepted window). BadDataError when no line parses."""
+    return _decode(body, tenant, validator, now_ms, openmetrics, extra_labels, partial=True)
+
+
+def _decode(
+    body: bytes,
+    tenant: str,
+    validator: Validator,
+    now_ms: int,
+    openmetrics: bool,
+    extra_labels: Mapping[str, str] | None,
+    *,
+    partial: bool,
+) -> tuple[WriteBatch, Refused]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,8 +180,11 @@ def decode_text(
             error_count += 1
             if len(errors) < MAX_PARSE_ERRORS:
                 errors.append({"line": number, "column": exc.column, "reason": exc.reason, "text": line[:200]})
+            if partial:
+                b.problem(f"column {exc.column}", exc.reason, number)
+                b.refuse(PARSE_ERROR, 1, number)
             continue
-        if error_count:
+        if error_count and not partial:
             continue
         key = (name, pairs)
         labels = b.cache.get(key, MISSING)
@@ -167,7 +198,9 @@ def decode_text(
         if labels is not None:
             assert isinstance(labels, tuple)
             b.add(labels, ts_ms, value, number)
-    if error_count:
+        else:
+            b.refuse(INVALID_SERIES, 1, number)
+    if error_count and (not partial or not len(b.batch)):
         first = errors[0]
         more = f" (and {error_count - 1} more lines with errors)" if error_count > 1 else ""
         raise BadDataError(
@@ -176,7 +209,7 @@ def decode_text(
         )
     for name in types.keys() | helps.keys() | units.keys():
         b.metadata(name, types.get(name, MetricType.UNKNOWN), units.get(name, ""), helps.get(name, ""), None)
-    return b.finish()
+    return b.finish(partial=partial), b.refused()
 
 
 def _comment(

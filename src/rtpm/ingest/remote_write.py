@@ -1,8 +1,11 @@
 """Prometheus remote write 1.0: a snappy-compressed (block format) protobuf `WriteRequest`.
 
 `RemoteWriteDecoder.decode(raw_protobuf, ...)` -> WriteBatch, or BadDataError naming every invalid
-series (by its index in the request). Samples may be any float, stale markers included. Exemplars
-are ignored; native histograms are refused. Metadata entries become metric metadata.
+series (by its index in the request). `decode_partial` (what the receiver uses) never refuses a
+request for its series: it returns the acceptable samples and a `Refused` naming the series and
+samples left out (invalid labels, samples outside the accepted window, native histograms until
+the storage engine stores them). Samples may be any float, stale markers included. Exemplars are
+ignored. Metadata entries become metric metadata.
 
 Speed: each TimeSeries is kept as the raw bytes of its encoding, and the decoder remembers (up to
 `cache_size`) the validated Labels of series it has seen, keyed by the canonical encoding of their
@@ -20,7 +23,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
-from rtpm.ingest.batching import MISSING, BatchBuilder
+from rtpm.ingest.batching import INVALID_SERIES, MISSING, NATIVE_HISTOGRAM, BatchBuilder, Refused
 from rtpm.ingest.proto import Label, WriteRequestLite
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
 from rtpm.ingest.validate import Validator
@@ -124,6 +127,19 @@ class RemoteWriteDecoder:
         self._known: dict[bytes, Labels] = {}
 
     def decode(self, data: bytes, *, tenant: str, extra_labels: Mapping[str, str] | None = None) -> WriteBatch:
+        """Every sample, or BadDataError if any series or sample cannot be accepted."""
+        return self._decode(data, tenant, extra_labels, partial=False)[0]
+
+    def decode_partial(
+        self, data: bytes, *, tenant: str, extra_labels: Mapping[str, str] | None = None
+    ) -> tuple[WriteBatch, Refused]:
+        """The acceptable samples, and what was left out. Raises only for a body that is not a
+        WriteRequest at all, or one over the batch limits."""
+        return self._decode(data, tenant, extra_labels, partial=True)
+
+    def _decode(
+        self, data: bytes, tenant: str, extra_labels: Mapping[str, str] | None, *, partial: bool
+    ) -> tuple[WriteBatch, Refused]:
         req = _parse_raw(data)
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="series", extra_labels=extra_labels)
         # Series validated in earlier requests are reused only when no extra labels apply.
@@ -181,13 +197,13 @@ class RemoteWriteDecoder:
             self._series_of(b, data, raw, i, known, fresh, ref_of)
         for j, md in enumerate(req.metadata):
             b.metadata(md.metric_family_name, _TYPES.get(md.type, MetricType.UNKNOWN), md.unit, md.help, j)
-        batch = b.finish()
+        batch = b.finish(partial=partial)
         if fresh and not extra_labels:
             if len(self._known) + len(fresh) > self.cache_size:
                 self._known.clear()
             if len(fresh) <= self.cache_size:
                 self._known.update(fresh)
-        return batch
+        return batch, b.refused()
 
     def _series_of(
         self,
@@ -206,10 +222,12 @@ class RemoteWriteDecoder:
             parse_write_request(data)  # raises the error of the whole message
             raise
         samples = ts.samples
+        histograms = len(ts.histograms)
+        if histograms:
+            b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
+            b.refuse(NATIVE_HISTOGRAM, histograms, i)
         if not samples:
-            if len(ts.histograms):
-                b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
-            return  # otherwise exemplars only
+            return  # histograms or exemplars only
         items = tuple(ts.labels)
         key = _labels_key(items)
         batch = b.batch
@@ -224,6 +242,7 @@ class RemoteWriteDecoder:
                     if found is not None:
                         fresh[key] = found
                 if found is None:
+                    b.refuse(INVALID_SERIES, len(samples), i)
                     return
                 assert isinstance(found, tuple)
                 labels = found

@@ -18,6 +18,11 @@ __all__ = ["Validator", "parse_timestamp"]
 
 Clock = Callable[[], float]
 
+# Prometheus' type-and-unit labels (its `type-and-unit-labels` feature): reserved names that
+# senders may put on a series. They are stored as ordinary labels, part of the series' identity,
+# exactly as Prometheus stores them with the feature on; every other `__` name stays refused.
+TYPE_AND_UNIT_LABELS = frozenset({"__type__", "__unit__"})
+
 
 class Validator:
     """Checks one sample's parts; every check returns the problems it found (empty when fine)."""
@@ -87,11 +92,15 @@ class Validator:
             ok = False
         for k, v in labels.items():
             if k not in self._good_label_names:
-                if not isinstance(k, str) or not LABEL_NAME_RE.match(k) or k.startswith("__"):
+                if (
+                    not isinstance(k, str)
+                    or not LABEL_NAME_RE.match(k)
+                    or (k.startswith("__") and k not in TYPE_AND_UNIT_LABELS)
+                ):
                     problems.append(
                         Problem(
                             f"{field}.{k}",
-                            "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)",
+                            "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix but __type__ and __unit__)",
                             index,
                         )
                     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -25,12 +26,14 @@ from rtpm.api.responses import OrjsonResponse
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError, OverloadedError, RtpmError, UnsupportedMediaType
 from rtpm.ingest import otlp, prom_text
+from rtpm.ingest.batching import Refused
 from rtpm.ingest.compression import decompress
 from rtpm.ingest.influx import InfluxDecoder
 from rtpm.ingest.otlp import OtlpDecoder
 from rtpm.ingest.remote_write import RemoteWriteDecoder, varint
 
 router = APIRouter(tags=["ingest"])
+log = structlog.get_logger("rtpm.api.write")
 
 T = TypeVar("T")
 
@@ -86,6 +89,23 @@ def _now_ms(services: Services) -> int:
     return int(services.clock() * 1000)
 
 
+def _report_refused(services: Services, protocol: str, tenant: str, refused: Refused) -> None:
+    """Count the samples an accepted request left out (rtpm_ingest_samples_rejected_total by
+    reason) and log one line naming the first problem."""
+    if not refused:
+        return
+    for reason, n in refused.samples.items():
+        services.metrics.ingest.rejected(protocol, reason, n)
+    log.warning(
+        "ingest_partially_refused",
+        protocol=protocol,
+        tenant=tenant,
+        refused_samples=refused.samples,
+        problems=refused.problem_count,
+        first=refused.message(),
+    )
+
+
 # ---- Prometheus remote write 1.0 -------------------------------------------------------------
 
 
@@ -108,8 +128,12 @@ def _decoder(request: Request, services: Services, cls: type[D]) -> D:
 )
 async def remote_write(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus remote write 1.0: snappy (block format) compressed protobuf WriteRequest.
-    204 once stored; 400 if any sample can never be accepted (nothing is stored); 503 with
-    Retry-After while the write buffer is full (the sender retries)."""
+    204 once every acceptable sample is stored: series that can never be accepted (invalid
+    labels, samples outside the accepted time window, native histograms) are left out, logged
+    and counted in `rtpm_ingest_samples_rejected_total{protocol="remote_write",reason}`, as
+    Prometheus's own receiver does, since a 4xx would make the sender drop the whole batch.
+    400 only for a body that is not a WriteRequest; 503 with Retry-After while the write buffer
+    is full (the sender retries)."""
     media, params = _media_type(request)
     if media not in ("", PROTOBUF):
         raise UnsupportedMediaType(f"remote write needs Content-Type {PROTOBUF}, got {media!r}")
@@ -125,11 +149,12 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
     extra = _extra_labels(request)
     decoder = _decoder(request, services, RemoteWriteDecoder)
     with services.metrics.ingest.track("remote_write") as counted:
-        batch = await _decoded(
-            request, services, "snappy", lambda data: decoder.decode(data, tenant=tenant, extra_labels=extra)
+        batch, refused = await _decoded(
+            request, services, "snappy", lambda data: decoder.decode_partial(data, tenant=tenant, extra_labels=extra)
         )
         counted.samples = len(batch)
         await services.buffer.submit(batch)
+    _report_refused(services, "remote_write", tenant, refused)
     return Response(status_code=204, headers={"X-Prometheus-Remote-Write-Version": REMOTE_WRITE_VERSION})
 
 
@@ -142,17 +167,30 @@ async def _influx(request: Request, services: Services, tenant: str, precision: 
     now_ms = _now_ms(services)
     decoder = _decoder(request, services, InfluxDecoder)
     with services.metrics.ingest.track("influx") as counted:
-        batch = await _decoded(
+        batch, refused = await _decoded(
             request,
             services,
             encoding,
-            lambda data: decoder.decode(
+            lambda data: decoder.decode_partial(
                 data, tenant=tenant, now_ms=now_ms, precision=precision, db=db, extra_labels=extra
             ),
         )
         counted.samples = len(batch)
         await services.buffer.submit(batch)
+    if refused:
+        _report_refused(services, "influx", tenant, refused)
+        return _influx_partial_write(refused)
     return Response(status_code=204)
+
+
+def _influx_partial_write(refused: Refused) -> Response:
+    """InfluxDB's answer to a write of which only some points could be stored (its
+    PartialWriteError): 400, `partial write: <reason> dropped=<n>`, the acceptable points
+    written. The text is both InfluxDB 1.x's `error` and 2.x's `code`/`message`, so either
+    client finds it; Telegraf's influxdb output takes "partial write" as written, not retried."""
+    text = f"partial write: {refused.message()} dropped={refused.total}"
+    details = [p.as_dict() for p in refused.problems]
+    return OrjsonResponse({"error": text, "code": "invalid", "message": text, "details": details}, status_code=400)
 
 
 @router.post("/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response)
@@ -160,7 +198,9 @@ async def influx_write_v1(
     request: Request, services: ServicesDep, tenant: TenantDep, db: str | None = None, precision: str = "ns"
 ) -> Response:
     """InfluxDB 1.x write: line protocol (gzip allowed). Each field becomes `{measurement}_{field}`;
-    `db` becomes a `db` label unless the line has a `db` tag. 400 names the bad line and column."""
+    `db` becomes a `db` label unless the line has a `db` tag. Lines that cannot be accepted do not
+    cost the others: those are stored and the answer is InfluxDB's partial write (400, `partial
+    write: line N: ... dropped=K`); 400 naming the bad line and column when no line parses."""
     return await _influx(request, services, tenant, precision, db)
 
 
@@ -235,7 +275,12 @@ async def _otlp(request: Request, services: Services, tenant: str) -> Response:
             )
             counted.samples = len(result.batch)
             await services.buffer.submit(result.batch)
-        services.metrics.ingest.rejected("otlp", "unsupported", result.rejected_points)
+        refused = result.refused
+        services.metrics.ingest.rejected(
+            "otlp", "unsupported", result.rejected_points - (refused.items if refused is not None else 0)
+        )
+        if refused is not None:
+            _report_refused(services, "otlp", tenant, refused)
     except RtpmError as exc:
         return _otlp_error(exc, json=json)
     return Response(
@@ -248,7 +293,8 @@ async def _otlp(request: Request, services: Services, tenant: str) -> Response:
 @router.post("/v1/metrics", dependencies=[Depends(require("metrics:write"))], response_class=Response)
 async def otlp_metrics(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """OTLP/HTTP metrics export (protobuf or JSON, gzip allowed). 200 with `partial_success` naming
-    what was dropped and why (delta temporality, exponential histograms)."""
+    what was dropped and why (delta temporality, exponential histograms, data points whose series
+    or timestamp can never be accepted); everything else of the request is stored."""
     return await _otlp(request, services, tenant)
 
 
@@ -271,7 +317,9 @@ _TEXT_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "applicati
 )
 async def import_prometheus(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Prometheus text exposition format (or OpenMetrics text), e.g. a script pushing its scrape.
-    Samples without a timestamp get the server's time; `extra_label=name=value` adds labels."""
+    Samples without a timestamp get the server's time; `extra_label=name=value` adds labels.
+    Lines that cannot be accepted do not cost the others: those are stored, and the answer is
+    400 `partial_write` naming the first problem and how many samples were dropped."""
     media, _ = _media_type(request)
     if media == "application/openmetrics-text":
         openmetrics = True
@@ -284,11 +332,11 @@ async def import_prometheus(request: Request, services: ServicesDep, tenant: Ten
     extra = _extra_labels(request)
     now_ms = _now_ms(services)
     with services.metrics.ingest.track("prom_text") as counted:
-        batch = await _decoded(
+        batch, refused = await _decoded(
             request,
             services,
             request.headers.get("content-encoding"),
-            lambda data: prom_text.decode_text(
+            lambda data: prom_text.decode_text_partial(
                 data,
                 tenant=tenant,
                 validator=services.validator,
@@ -299,4 +347,11 @@ async def import_prometheus(request: Request, services: ServicesDep, tenant: Ten
         )
         counted.samples = len(batch)
         await services.buffer.submit(batch)
+    if refused:
+        _report_refused(services, "prom_text", tenant, refused)
+        text = f"partial write: {refused.message()} dropped={refused.total}; the other {len(batch)} samples were stored"
+        details = [p.as_dict() for p in refused.problems]
+        return OrjsonResponse(
+            {"error": {"code": "partial_write", "message": text, "details": details}}, status_code=400
+        )
     return Response(status_code=204)
