@@ -51,6 +51,8 @@ def _error_from(response: httpx.Response) -> RtpmClientError:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):  # RTPM's envelope
         err = body["error"]
         return RtpmClientError(response.status_code, str(err.get("code")), str(err.get("message")), err.get("details"))
+    if isinstance(body, dict) and isinstance(body.get("code"), str):  # an unknown route: flat, with "path"
+        return RtpmClientError(response.status_code, body["code"], str(body.get("message")), body.get("details"))
     if isinstance(body, dict) and body.get("status") == "error":  # Prometheus' envelope
         return RtpmClientError(response.status_code, str(body.get("errorType")), str(body.get("error")))
     return RtpmClientError(response.status_code, "http_error", str(body)[:500])

@@ -33,6 +33,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Requests and queries from sub-millisecond to a minute; flushes are short.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The original RTPM API's request latency buckets.
+ORIGINAL_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -69,6 +71,9 @@ def reject_reason(exc: BaseException) -> str:
 class HttpMetrics:
     requests: Counter
     duration: Histogram
+    # The original RTPM API's names, kept for its dashboards and tests (endpoint = route template).
+    legacy_requests: Counter
+    legacy_latency: Histogram
 
     @classmethod
     def create(cls, reg: CollectorRegistry) -> HttpMetrics:
@@ -84,6 +89,18 @@ class HttpMetrics:
                 "Time from request start to the end of the response, by method, route template and status code.",
                 ["method", "route", "status"],
                 buckets=LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            legacy_requests=Counter(
+                "rtpm_request",
+                "HTTP requests (the original RTPM API's name), by method, route template and status code.",
+                ["method", "endpoint", "status"],
+                registry=reg,
+            ),
+            legacy_latency=Histogram(
+                "rtpm_request_latency_seconds",
+                "HTTP request latency (the original RTPM API's name and buckets).",
+                buckets=ORIGINAL_LATENCY_BUCKETS,
                 registry=reg,
             ),
         )

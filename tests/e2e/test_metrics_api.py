@@ -90,7 +90,7 @@ def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> No
             {"name": "cpu_usage", "type": "gauge", "unit": "percent", "help": "CPU busy", "series_count": 2}
         ]
         assert c.get("/api/v1/metrics/latest/nothing_here").status_code == 404
-        assert c.get("/health").json()["status"] == "ok"
+        assert c.get("/health").json()["status"] == "healthy"  # the original RTPM API's value
         assert c.get("/health/live").status_code == 200
         assert c.get("/health/ready").json()["status"] == "ready"
         assert c.get("/docs").status_code == 200

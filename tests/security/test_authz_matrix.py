@@ -32,6 +32,8 @@ PUBLIC = {
     "/api/v1/auth/login",
     "/api/v1/auth/refresh",
     "/api/v1/status/buildinfo",
+    # The original RTPM API's status report (service states only, no tenant data; rate limited per IP).
+    "/api/v1/status",
     # The static web UI (HTML/JS only; it calls the API with the user's token).
     "/",
     "/ui",

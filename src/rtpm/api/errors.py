@@ -95,8 +95,27 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 422, "validation_failed", message, details, "bad_data")
 
 
+def unknown_route(request: Request) -> Response:
+    """An unknown route answers as the original RTPM API did, `{"error": "Not found", "path": <url>}`,
+    with RTPM's `code`, `message` and `details` beside it (flat: `error` is the original's string)."""
+    body = {
+        "error": "Not found",
+        "path": str(request.url),
+        "code": "not_found",
+        "message": f"Not found: no route {request.method} {request.url.path}",
+        "details": {"method": request.method, "path": request.url.path},
+    }
+    return OrjsonResponse(body, status_code=404)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if (
+        exc.status_code == 404
+        and request.scope.get("route") is None
+        and not getattr(request.state, "prometheus_envelope", False)
+    ):
+        return unknown_route(request)
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
         exc.status_code, "http_error"
     )

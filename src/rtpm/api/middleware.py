@@ -47,8 +47,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        # (method, route, status) -> (counter child, histogram child): .labels() costs more than a lookup.
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        # (method, route, status) -> (counter, histogram, original-name counter) children: .labels()
+        # costs more than a lookup.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,7 +96,13 @@ class RequestContextMiddleware:
         key = (method, route, str(status))
         children = self._children.get(key)
         if children is None:
-            children = (self.metrics.requests.labels(*key), self.metrics.duration.labels(*key))
+            children = (
+                self.metrics.requests.labels(*key),
+                self.metrics.duration.labels(*key),
+                self.metrics.legacy_requests.labels(*key),
+            )
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed)
+        children[2].inc()
+        self.metrics.legacy_latency.observe(elapsed)

@@ -13,6 +13,9 @@ _ALWAYS = [
     (b"referrer-policy", b"no-referrer"),
     (b"permissions-policy", b"interest-cohort=()"),
 ]
+# Sent on every response as the original RTPM API did; browsers ignore it over plain HTTP (RFC 6797
+# section 8.1), so it only takes effect behind TLS.
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 # The Swagger UI page loads its script and style from a CDN.
 _DOCS_PATHS = ("/docs", "/redoc")
@@ -45,8 +48,8 @@ class SecurityHeadersMiddleware:
                     extra.append(_CSP)
                 if path.startswith("/api/v1/auth/"):
                     extra.append((b"cache-control", b"no-store"))
-                if scope.get("scheme") == "https":
-                    extra.append((b"strict-transport-security", b"max-age=31536000"))
+                if _HSTS[0] not in present:
+                    extra.append(_HSTS)
                 decision = scope.get("state", {}).get("rate_limit")
                 if isinstance(decision, RateDecision) and b"x-ratelimit-limit" not in present:
                     extra.extend(rate_limit_headers(decision))

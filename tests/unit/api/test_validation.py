@@ -174,7 +174,11 @@ def test_query_validation(client: TestClient) -> None:
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
-    assert client.get("/api/v1/nothing").json()["error"]["code"] == "not_found"
+    # An unknown route answers in the original RTPM API's flat shape ("error" is its string, "path"
+    # the URL) with RTPM's code/message/details beside it; see tests/e2e/test_original_api.py.
+    body = client.get("/api/v1/nothing").json()
+    assert body["code"] == "not_found" and body["error"] == "Not found"
+    assert body["path"].endswith("/api/v1/nothing")
     r = client.get("/api/v1/metrics/batch")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 

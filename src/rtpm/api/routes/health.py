@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,23 @@ CHECK_TIMEOUT_SECONDS = 3.0
 BUFFER_DEGRADED_RATIO = 0.8
 
 
+def _utc_now_iso(services: Services) -> str:
+    """Now as ISO 8601 in UTC with an explicit offset (`2026-01-02T03:04:05.678901+00:00`)."""
+    return datetime.fromtimestamp(services.clock(), tz=UTC).isoformat()
+
+
 @router.get("/health", dependencies=PROBE)
-async def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+async def health(services: ServicesDep) -> dict[str, Any]:
+    """The process answers. The original RTPM API's fields (`status: healthy`, `timestamp`,
+    `service`, `version`) plus the uptime; dependencies are checked by `/health/ready` and
+    `/health/detailed`."""
+    return {
+        "status": "healthy",
+        "timestamp": _utc_now_iso(services),
+        "service": "rtpm-api",
+        "version": __version__,
+        "uptime_seconds": round(services.clock() - services.started_at, 3),
+    }
 
 
 @router.get("/health/live", dependencies=PROBE)
@@ -205,3 +220,46 @@ async def system(services: ServicesDep) -> dict[str, Any]:
     """Resource use of this host and this process (one worker's view with `--workers N`). CPU
     percentages are measured since the previous call (0.0 on the first)."""
     return await run_in_threadpool(_system, services.settings.data_dir)
+
+
+# ---- /api/v1/status (the original RTPM API's status report) -----------------------------------
+
+
+def _cache_state(services: Services, redis: dict[str, Any]) -> str:
+    """`disabled` when result caching is off, else the state of where it lives (Redis or memory)."""
+    if services.query_cache is None:
+        return "disabled"
+    if redis["status"] == "not_configured":
+        return "healthy"  # in this process's memory
+    return "healthy" if redis["status"] == "up" else "degraded"  # falls back to per-process
+
+
+@router.get("/api/v1/status", dependencies=[Depends(public())])
+async def status(services: ServicesDep) -> dict[str, Any]:
+    """The original RTPM API's `{"status", "services": {"api", "database", "cache"}, "timestamp"}`,
+    with the real state of each: `healthy`, `degraded`, `unavailable` or `disabled`. `status` is
+    `operational`, `degraded` (something optional is down, or the write buffer is filling up) or
+    `unavailable` (storage down). Public like the health probes, but rate limited per client IP."""
+    storage, redis = await asyncio.gather(_check_storage(services), _check_redis(services))
+    buffer = _check_buffer(services)
+    states = {
+        "api": "healthy" if buffer["status"] == "up" else "degraded",
+        "database": "healthy" if storage["status"] == "up" else "unavailable",
+        "cache": _cache_state(services, redis),
+    }
+    if states["database"] == "unavailable":
+        overall = "unavailable"
+    elif "degraded" in states.values():
+        overall = "degraded"
+    else:
+        overall = "operational"
+    return {
+        "status": overall,
+        "services": states,
+        "timestamp": _utc_now_iso(services),
+        "version": __version__,
+        "backends": {
+            "database": storage["backend"],
+            "cache": "redis" if redis["status"] != "not_configured" else "memory",
+        },
+    }

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from importlib.abc import Traversable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from rtpm import __version__
 from rtpm.api.auth import public
+from rtpm.api.responses import OrjsonResponse
 from rtpm.errors import NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -70,9 +73,38 @@ def _serve(request: Request, path: str) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
+def wants_html(request: Request) -> bool:
+    """A browser asks for `text/html` (or `application/xhtml+xml`) by name; API clients (curl,
+    httpx, requests, the original RTPM API's test client) send `*/*`, `application/json` or nothing."""
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept or "application/xhtml+xml" in accept
+
+
+def api_index() -> dict[str, Any]:
+    """What the original RTPM API answered at `/`: its name, version and where things are."""
+    return {
+        "message": "RTPM Dashboard API",
+        "version": __version__,
+        "endpoints": {
+            "health": "/health",
+            "metrics": "/metrics",
+            "api_docs": "/docs",
+            "websocket": "/ws/metrics",
+            "web_ui": "/",
+            "prometheus_api": "/api/v1/query",
+        },
+    }
+
+
 @router.api_route("/", methods=["GET", "HEAD"], dependencies=PUBLIC)
 async def index(request: Request) -> Response:
-    return _serve(request, "index.html")
+    """The web UI for a browser (`Accept: text/html`), the API index as JSON for everyone else."""
+    if wants_html(request):
+        response = _serve(request, "index.html")
+    else:
+        response = OrjsonResponse(api_index())
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 @router.get("/ui", dependencies=PUBLIC)
