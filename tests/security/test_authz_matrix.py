@@ -28,6 +28,8 @@ PUBLIC = {
     "/health/ready",
     "/health/detailed",
     "/health/system",
+    "/-/healthy",  # Prometheus's probes
+    "/-/ready",
     "/metrics",
     "/api/v1/auth/login",
     "/api/v1/auth/refresh",

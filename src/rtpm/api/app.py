@@ -14,7 +14,18 @@ from rtpm.api.auth import guard
 from rtpm.api.limits import BodyLimitMiddleware
 from rtpm.api.middleware import RequestContextMiddleware
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes import alerts, exposition, health, metrics, prometheus, promql_seed, tsdb, write, ws
+from rtpm.api.routes import (
+    alerts,
+    exposition,
+    health,
+    metrics,
+    prom_status,
+    prometheus,
+    promql_seed,
+    tsdb,
+    write,
+    ws,
+)
 from rtpm.api.routes.dashboards import router as dashboards_router
 from rtpm.api.routes.ui import router as ui_router
 from rtpm.api.security import install_security
@@ -63,6 +74,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(tsdb.router)
     app.include_router(prometheus.router)
+    app.include_router(prom_status.router)
+    app.include_router(prom_status.api)
     app.include_router(alerts.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)
