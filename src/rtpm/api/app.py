@@ -17,6 +17,7 @@ from rtpm.api.responses import OrjsonResponse
 from rtpm.api.routes import (
     alerts,
     exposition,
+    federate,
     health,
     metrics,
     prom_status,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(prometheus.router)
     app.include_router(prom_status.router)
     app.include_router(prom_status.api)
+    app.include_router(federate.router)
     app.include_router(alerts.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)
