@@ -119,7 +119,39 @@ def generate(t0_ms: int, seed: int = 7) -> Dataset:
                 on = not on
                 left = period_on if on else period_off
         ds.add(make_labels("test_intermittent", {"instance": f"i{inst}", "job": "flaky"}), out_t, out_v)
+    _special(ds, np.random.default_rng(seed + 1), n)
     return ds
+
+
+def _special(ds: Dataset, rng: np.random.Generator, n: int) -> None:
+    """Series for the numerics edge cases (their own generator, so the other series stay as
+    they were): NaN and +-Inf among ordinary values, values whose sum overflows float64, sums
+    that need compensation, and equal values."""
+
+    def times() -> np.ndarray:
+        return ds.t0_ms + np.arange(n, dtype=np.int64) * SCRAPE_MS + int(rng.integers(1, 999))
+
+    for kind, special in (("nan", np.nan), ("inf", np.inf), ("ninf", -np.inf)):
+        for inst in range(4):
+            vals = rng.uniform(0, 10, n)
+            vals[rng.random(n) < 0.15 * (inst + 1) / 2] = special
+            ds.add(make_labels("test_special", {"kind": kind, "instance": f"i{inst}"}), times().tolist(), vals.tolist())
+    # near the top of float64: any plain sum of two overflows, the mean does not
+    for inst in range(3):
+        vals = rng.uniform(1.0e308, 1.7e308, n) * (1 if inst < 2 else -1)
+        ds.add(make_labels("test_special", {"kind": "big", "instance": f"i{inst}"}), times().tolist(), vals.tolist())
+    # 1e100, 1, -1e100, 1 (by instance, and over time): 2 with compensation, 0 without
+    pattern = [1e100, 1.0, -1e100, 1.0]
+    for inst, v in enumerate(pattern):
+        ds.add(make_labels("test_special", {"kind": "kahan", "instance": f"i{inst}"}), times().tolist(), [v] * n)
+    ds.add(
+        make_labels("test_special", {"kind": "kahan_time", "instance": "i0"}),
+        times().tolist(),
+        [pattern[k % 4] for k in range(n)],
+    )
+    # equal values that are not exact in binary: the spread must be exactly 0
+    for inst in range(3):
+        ds.add(make_labels("test_special", {"kind": "equal", "instance": f"i{inst}"}), times().tolist(), [0.1] * n)
 
 
 # ---- remote write encoding --------------------------------------------------------------------

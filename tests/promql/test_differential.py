@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 PROMETHEUS = "/usr/bin/prometheus"
 T0_S = (int(time.time()) - 3 * 3600) // 3600 * 3600  # data: [T0, T0 + 2h]
 G, C, H, INFO, I = "test_gauge", "test_counter_total", "test_hist_bucket", "test_info", "test_intermittent"  # noqa: E741
+SP = "test_special"
 
 # Expressions evaluated both as range queries and as instant queries.
 EXPRS: list[str] = [
@@ -215,6 +216,14 @@ EXPRS: list[str] = [
     f"scalar({G})",
     f'scalar({G}{{instance="i7",job="j0"}})',
     f"vector(scalar(sum({G})))",
+    # numerics: NaN sorts first in quantiles, Inf neighbours with weight 0 give NaN
+    f'quantile by (kind) (0.9, {SP}{{kind=~"nan|inf|ninf"}})',
+    f'quantile by (kind) (1/3, {SP}{{kind=~"nan|inf|ninf"}})',
+    f'quantile by (kind) (0, {SP}{{kind=~"nan|inf|ninf"}})',
+    f'quantile_over_time(0.9, {SP}{{kind=~"nan|inf|ninf"}}[10m])',
+    f'quantile_over_time(0, {SP}{{kind=~"nan|inf|ninf"}}[5m])',
+    f'quantile_over_time(1, {SP}{{kind=~"nan|inf|ninf"}}[5m])',
+    f'quantile_over_time(0.5, {SP}{{kind=~"nan|inf|ninf"}}[3m])',
 ]
 
 # Expressions compared only as instant queries (range vectors, ordering).

@@ -10,7 +10,7 @@ import numpy as np
 
 from rtpm.errors import QueryError
 from rtpm.model.labels import METRIC_NAME, Labels, fingerprint
-from rtpm.query.promql.rangefuncs import quantile_rows
+from rtpm.query.promql.numerics import quantile_rows
 from rtpm.query.promql.values import F64, Vector, format_float_fixed
 
 

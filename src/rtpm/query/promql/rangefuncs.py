@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rtpm.errors import QueryError
+from rtpm.query.promql.numerics import quantile_rows
 from rtpm.query.promql.values import F64, I64, RangeVec, Vector, drop_name
 
 CHUNK_ELEMS = 2_000_000
@@ -275,23 +276,6 @@ def _first(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
 
 def _present(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
     return np.ones(len(cnt))
-
-
-def quantile_rows(v: F64, mask: np.ndarray, cnt: I64, q: F64) -> F64:
-    """Prometheus' quantile: linear interpolation between the closest ranks of the sorted values."""
-    srt = np.sort(np.where(mask, v, np.inf), axis=1)
-    rank = q * (cnt - 1)
-    lower = np.clip(np.floor(np.nan_to_num(rank)), 0, None).astype(np.int64)
-    lower = np.minimum(lower, cnt - 1)
-    upper = np.minimum(lower + 1, cnt - 1)
-    weight = rank - np.floor(rank)
-    rows = np.arange(len(cnt))
-    a, b = srt[rows, lower], srt[rows, upper]
-    out = a * (1 - weight) + b * weight
-    out = np.where(weight == 0, a, out)
-    out = np.where(q < 0, -np.inf, out)
-    out = np.where(q > 1, np.inf, out)
-    return np.where(np.isnan(q), np.nan, out)
 
 
 def quantile_over_time(rv: RangeVec, q: F64) -> Vector:
