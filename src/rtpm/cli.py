@@ -48,6 +48,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_seconds,
         access_log=False,
         **uvicorn_ws_options(settings.realtime),
     )
@@ -101,6 +102,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_seconds,
         access_log=False,
         **uvicorn_ws_options(settings.realtime),
     )

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     )
     partition_days_ahead: int = Field(2, ge=0, description="PostgreSQL daily partitions made in advance")
     default_tenant: str = "default"
+    keep_alive_seconds: int = Field(
+        120,
+        ge=1,
+        description="Idle HTTP connections are kept this long; above what senders keep theirs (Prometheus 90 s), "
+        "so a sender never reuses a connection the server is closing",
+    )
     latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_format: Literal["auto", "json", "console"] = Field(
