@@ -57,13 +57,41 @@ async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService,
     except AlreadyExists:  # another process of this deployment made it at the same moment
         generated = None
     if generated is not None:
-        print(
-            f"  first start: created user {username!r} (role admin, tenant {settings.default_tenant!r}) "
-            f"with password: {generated}\n"
-            "  it is shown only this once; change it with `rtpm users passwd "
-            f"{username}`",
-            flush=True,
-        )
+        print(first_start_text(settings, generated), flush=True)
     if not settings.auth.enabled:
         log.warning("auth_disabled", effect="every caller is an admin of the default tenant")
     return service, limiter
+
+
+def first_start_text(settings: Settings, password: str) -> str:
+    username = settings.auth.admin_username
+    return (
+        f"  first start: created user {username!r} (role admin, tenant {settings.default_tenant!r}) "
+        f"with password: {password}\n"
+        f"  it is shown only this once; change it with `rtpm users passwd {username}`"
+    )
+
+
+async def ensure_first_admin(settings: Settings) -> str | None:
+    """Before `rtpm serve` prints its banner: apply migrations and create the first-start admin,
+    so a generated password is printed inside the banner rather than among the start-up logs.
+    Returns the generated password (None when a user exists or RTPM_ADMIN_PASSWORD gave it)."""
+    from rtpm.bootstrap import make_storage
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = make_storage(settings)
+    try:
+        if hasattr(storage, "connect"):
+            await storage.connect()
+        await storage.migrate()
+        service = make_auth_service(settings, storage, RateLimiter(settings.auth.rate_limit))
+        given = (settings.admin_password.get_secret_value() if settings.admin_password else None) or None
+        try:
+            return await service.ensure_admin(
+                tenant=settings.default_tenant, username=settings.auth.admin_username, password=given
+            )
+        except AlreadyExists:
+            return None
+    finally:
+        await storage.close()

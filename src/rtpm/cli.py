@@ -76,12 +76,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
+    from rtpm.bootstrap_auth import ensure_first_admin, first_start_text
+
+    generated = asyncio.run(ensure_first_admin(settings))
     backend = "PostgreSQL" if settings.database_url else f"SQLite at {settings.sqlite_path.resolve()}"
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"RTPM {__version__} listening on http://{shown_host}:{port}", flush=True)
-    print(f"  storage: {backend}", flush=True)
-    print(f"  API docs: http://{shown_host}:{port}/docs", flush=True)
-    print(login_hint(settings), flush=True)
+    banner = [
+        f"RTPM {__version__} listening on http://{shown_host}:{port}",
+        f"  web UI: http://{shown_host}:{port}/",
+        f"  API docs: http://{shown_host}:{port}/docs",
+        f"  storage: {backend}",
+        login_hint(settings),
+    ]
+    if generated is not None:
+        banner.append(first_start_text(settings, generated))
+    print("\n".join(banner), flush=True)
     if args.workers > 1:
         print(f"  workers: {args.workers} (metrics aggregated across processes)", flush=True)
         return _serve_workers(settings, args, host, port)

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from rtpm.cli_output import FORMATS, render
 from rtpm.client import DEFAULT_URL, RtpmClient, RtpmClientError
 
 _RELATIVE = re.compile(r"^(?:now)?-(\d+(?:\.\d+)?)([smhdw])$")
@@ -50,19 +51,28 @@ def _client(args: argparse.Namespace) -> RtpmClient:
     return RtpmClient(args.url, token=args.token or None)
 
 
-def _print(value: Any) -> None:
+def _print(value: Any, fmt: str = "json") -> None:
     try:
-        json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(render(value, fmt))
         sys.stdout.flush()
     except BrokenPipeError:  # `rtpm query ... | head`: the reader left; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _output_format(args: argparse.Namespace) -> str:
+    """`--output`, else a table on a terminal and JSON into a pipe or file (for scripts and jq)."""
+    chosen: str | None = getattr(args, "output", None)
+    if chosen:
+        return chosen
+    if getattr(args, "func", None) is _query:
+        return "table" if sys.stdout.isatty() else "json"
+    return "json"
+
+
 def _run(args: argparse.Namespace, action: Any) -> int:
     try:
         with _client(args) as client:
-            _print(action(client))
+            _print(action(client), _output_format(args))
     except RtpmClientError as exc:
         print(f"rtpm: {exc}", file=sys.stderr)
         if exc.details:
@@ -197,6 +207,12 @@ def add_client_commands(sub: Any) -> None:
     query.add_argument("--aggregation", help="with --metric: avg sum min max count p50 p90 p95 p99 rate")
     query.add_argument("-l", "--label", action="append", metavar="NAME=VALUE", help="with --metric: label filter")
     query.add_argument("--group-by", help="with --metric: labels to group by, comma separated")
+    query.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        help="table (one row per series and sample), json or csv; default: table on a terminal, else json",
+    )
     _connection(query)
     query.set_defaults(func=_query)
 
