@@ -124,6 +124,19 @@ def test_schemathesis_every_operation_never_5xx(fuzz_client: tuple[TestClient, d
 # ---- malformed bodies for the non-JSON ingest formats -------------------------------------------
 
 GOOD_LINES = b"cpu,host=a usage=1.5,idle=2i 1700000000000000000\nmem,host=a used=3\n"
+
+
+def _remote_read_valid() -> bytes:
+    """A ReadRequest: one query, `up{job=~"a|b"}`, both response types accepted."""
+    from rtpm.ingest.proto import ReadRequest
+
+    req = ReadRequest(accepted_response_types=[1, 0])
+    q = req.queries.add(start_timestamp_ms=1000, end_timestamp_ms=2000)
+    q.matchers.add(type=0, name="__name__", value="up")
+    q.matchers.add(type=2, name="job", value="a|b")
+    return bytes(req.SerializeToString())
+
+
 GOOD_TEXT = b'# TYPE up gauge\nup{job="a"} 1\nhttp_requests_total{code="200"} 10 1700000000000\n'
 
 
@@ -162,6 +175,12 @@ FORMATS: list[tuple[str, dict[str, str], Callable[[bytes], bytes], bytes]] = [
         b"",
     ),
     ("/api/v1/write", {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}, lambda b: b, b""),
+    (
+        "/api/v1/read",
+        {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"},
+        lambda b: bytes(cramjam.snappy.compress_raw(b)),
+        _remote_read_valid(),
+    ),
     ("/write?db=fuzz", {}, lambda b: b, GOOD_LINES),
     ("/api/v2/write?bucket=fuzz", {"Content-Encoding": "gzip"}, gzip.compress, GOOD_LINES),
     ("/api/v2/write?bucket=fuzz", {"Content-Encoding": "gzip"}, lambda b: b, GOOD_LINES),

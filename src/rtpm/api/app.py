@@ -23,6 +23,7 @@ from rtpm.api.routes import (
     prom_status,
     prometheus,
     promql_seed,
+    remote_read,
     tsdb,
     write,
     ws,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(prom_status.router)
     app.include_router(prom_status.api)
     app.include_router(federate.router)
+    app.include_router(remote_read.router)
     app.include_router(alerts.router)
     app.include_router(promql_seed.router)
     app.include_router(write.router)

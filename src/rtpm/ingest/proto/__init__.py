@@ -8,11 +8,12 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
+from rtpm.ingest.proto._remote_read_descriptors import FILE_DESCRIPTOR_SET as REMOTE_READ_DESCRIPTOR_SET
 
 _pool = descriptor_pool.DescriptorPool()
-_files = descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET)
-for _file in _files.file:
-    _pool.Add(_file)
+for _set in (FILE_DESCRIPTOR_SET, REMOTE_READ_DESCRIPTOR_SET):
+    for _file in descriptor_pb2.FileDescriptorSet.FromString(_set).file:
+        _pool.Add(_file)
 
 
 def _message(full_name: str) -> Any:
@@ -26,6 +27,11 @@ TimeSeries = _message("prometheus.TimeSeries")
 Label = _message("prometheus.Label")
 Sample = _message("prometheus.Sample")
 PromMetricMetadata = _message("prometheus.MetricMetadata")
+
+# Remote read
+ReadRequest = _message("prometheus.ReadRequest")
+ReadResponse = _message("prometheus.ReadResponse")
+ChunkedReadResponse = _message("prometheus.ChunkedReadResponse")
 
 # OTLP metrics
 ExportMetricsServiceRequest = _message("opentelemetry.proto.metrics.v1.ExportMetricsServiceRequest")
@@ -41,6 +47,7 @@ AnyValue = _message("opentelemetry.proto.common.v1.AnyValue")
 
 __all__ = [
     "AnyValue",
+    "ChunkedReadResponse",
     "ExportMetricsServiceRequest",
     "ExportMetricsServiceResponse",
     "HistogramDataPoint",
@@ -49,6 +56,8 @@ __all__ = [
     "Metric",
     "NumberDataPoint",
     "PromMetricMetadata",
+    "ReadRequest",
+    "ReadResponse",
     "ResourceMetrics",
     "Sample",
     "ScopeMetrics",
