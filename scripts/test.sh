@@ -17,6 +17,7 @@ fi
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v vmagent >/dev/null 2>&1 || need+=(victoria-metrics)   # vmagent remote-writing (tests/ingest/test_vmagent.py)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests of the web UI (tests/ui)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]}"
