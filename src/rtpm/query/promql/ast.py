@@ -15,6 +15,7 @@ import promql_parser as pp
 
 from rtpm.errors import QueryParseError
 from rtpm.model.labels import METRIC_NAME, Matcher, MatchType
+from rtpm.query.promql import durations
 
 # Functions Prometheus 2 had that the parser (which follows Prometheus 3) no longer knows.
 try:
@@ -162,10 +163,12 @@ _CARD = [
 SET_OPS = frozenset({"and", "or", "unless"})
 
 
-def parse(query: str) -> Node:
-    """Parse `query`; a syntax or type error raises QueryParseError saying what and where."""
+def parse(query: str, *, step_ms: int = 0, range_ms: int = 0) -> Node:
+    """Parse `query`; a syntax or type error raises QueryParseError saying what and where.
+    `step_ms`/`range_ms` are the query's, for `step()` and `range()` in duration expressions."""
     if not query.strip():
         raise QueryParseError('invalid parameter "query": 1:1: parse error: no expression found in input')
+    query = durations.fold(query, step_ms, range_ms)
     try:
         expr = pp.parse(query)
     except ValueError as exc:

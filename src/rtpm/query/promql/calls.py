@@ -55,6 +55,9 @@ def call(node: a.Call, steps: I64, q: Any, ev: Eval) -> Value:
         return Scalar(steps / 1000.0)
     if name == "pi":
         return Scalar(np.full(t, np.pi))
+    if name in ("start", "end", "range", "step"):  # the query's own parameters, in seconds
+        value = {"start": q.start_ms, "end": q.end_ms, "range": q.end_ms - q.start_ms, "step": q.step_ms}[name]
+        return Scalar(np.full(t, value / 1000.0))
     args = [ev(arg, steps, q) for arg in node.args]
 
     def scalar(i: int, default: float | None = None) -> F64:
@@ -88,6 +91,11 @@ def call(node: a.Call, steps: I64, q: Any, ev: Eval) -> Value:
         return r.over_time(name, matrix(0))
     if name == "quantile_over_time":
         return r.quantile_over_time(matrix(1), scalar(0))
+    if name in r.TS_OF_OVER_TIME:
+        return r.ts_of_over_time(name, matrix(0))
+    if name in ("min_of", "max_of"):  # math.Min / math.Max: NaN when either is NaN
+        pick = np.minimum if name == "min_of" else np.maximum
+        return Scalar(pick(scalar(0), scalar(1)))
     if name == "changes":
         return r.changes(matrix(0))
     if name == "resets":

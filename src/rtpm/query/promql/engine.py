@@ -73,6 +73,7 @@ class _Query:
     lookback_ms: int
     deadline: float
     subquery_step_ms: int
+    step_ms: int = 0  # the query's step; 0 for an instant query
     data: dict[int, Flat] = field(default_factory=dict)
     stale_free: dict[int, Flat] = field(default_factory=dict)
 
@@ -97,7 +98,7 @@ class Engine:
         self, tenant: str, query: str, time_ms: int, *, lookback_ms: int | None = None, timeout_s: float | None = None
     ) -> Result:
         node = a.parse(query)
-        return await self._run(tenant, node, time_ms, time_ms, 1, lookback_ms, timeout_s, is_range=False)
+        return await self._run(tenant, node, time_ms, time_ms, 0, lookback_ms, timeout_s, is_range=False)
 
     async def range(
         self,
@@ -110,7 +111,7 @@ class Engine:
         lookback_ms: int | None = None,
         timeout_s: float | None = None,
     ) -> Result:
-        node = a.parse(query)
+        node = a.parse(query, step_ms=step_ms, range_ms=end_ms - start_ms)
         if node.type not in ("scalar", "vector"):
             raise QueryParseError(
                 f'invalid parameter "query": invalid expression type "{_type_name(node.type)}" for range query, '
@@ -138,8 +139,9 @@ class Engine:
             lookback_ms or opts.lookback_ms,
             time.monotonic() + timeout,
             opts.subquery_step_ms,
+            step_ms,
         )
-        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        steps = np.arange(start_ms, end_ms + 1, max(step_ms, 1), dtype=np.int64)
         selectors: list[a.VectorSel] = []
         _plan(node, start_ms, end_ms, q, selectors)
         try:

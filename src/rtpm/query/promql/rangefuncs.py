@@ -74,14 +74,16 @@ def extrapolated_rate(rv: RangeVec, is_counter: bool, is_rate: bool) -> Vector:
     to_end = (end - last_t) / 1000.0
     sampled = (last_t - first_t) / 1000.0
     avg = sampled / (count - 1)
+    # Prometheus 3: a boundary further than 1.1 average intervals away is extrapolated by half an
+    # interval; then a counter is not extrapolated below zero (the zero point, when nearer, wins).
+    threshold = avg * 1.1
+    half = avg / 2
+    to_start = np.where(to_start >= threshold, half, to_start)
     if is_counter:
         zero_ok = (result > 0) & (fv >= 0)
         to_zero = np.where(zero_ok, sampled * (fv / np.where(result == 0, 1.0, result)), np.inf)
         np.minimum(to_start, to_zero, out=to_start, where=zero_ok)
-    threshold = avg * 1.1
-    half = avg / 2
-    interval = sampled + np.where(to_start < threshold, to_start, half)
-    interval += np.where(to_end < threshold, to_end, half)
+    interval = sampled + to_start + np.where(to_end >= threshold, half, to_end)
     factor = interval / sampled
     if is_rate:
         factor /= rv.range_ms / 1000.0
@@ -309,3 +311,32 @@ KEEPS_NAME = frozenset({"last_over_time", "first_over_time"})
 
 def over_time(name: str, rv: RangeVec) -> Vector:
     return gather(rv, OVER_TIME[name], keep_name=name in KEEPS_NAME)
+
+
+# ---- ts_of_*_over_time: the timestamp (seconds) of the chosen sample -------------------------
+
+
+def _ts_of_extreme(v: F64, mask: np.ndarray, cnt: I64, ts: I64, largest: bool) -> F64:
+    """The last sample holding the window's largest (smallest) value, as Prometheus picks it:
+    NaN never wins over a number; a window of NaN only gives its last sample."""
+    real = mask & ~np.isnan(v)
+    fill = -np.inf if largest else np.inf
+    masked = np.where(real, v, fill)
+    ext = masked.max(axis=1) if largest else masked.min(axis=1)
+    hit = real & (v == ext[:, None])
+    w = v.shape[1]
+    last_hit = w - 1 - np.argmax(hit[:, ::-1], axis=1)
+    idx = np.where(real.any(axis=1), last_hit, cnt - 1)
+    return ts[np.arange(len(cnt)), idx] / 1000.0
+
+
+TS_OF_OVER_TIME: dict[str, Reducer] = {
+    "ts_of_max_over_time": lambda v, m, c, ts, col: _ts_of_extreme(v, m, c, ts, True),
+    "ts_of_min_over_time": lambda v, m, c, ts, col: _ts_of_extreme(v, m, c, ts, False),
+    "ts_of_last_over_time": lambda v, m, c, ts, col: ts[np.arange(len(c)), c - 1] / 1000.0,
+    "ts_of_first_over_time": lambda v, m, c, ts, col: ts[:, 0] / 1000.0,
+}
+
+
+def ts_of_over_time(name: str, rv: RangeVec) -> Vector:
+    return gather(rv, TS_OF_OVER_TIME[name])
