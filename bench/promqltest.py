@@ -394,7 +394,9 @@ def parse_script(text: str) -> list[Command]:
             while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith("#"):
                 desc, pts = _split_series_desc(lines[i])
                 i += 1
-                if pts.startswith("@st"):  # start timestamps of the series: not a thing RTPM stores
+                if pts.startswith("@st") or desc.endswith(
+                    "@st"
+                ):  # start timestamps of the series: not a thing RTPM stores
                     load.start_timestamps = True
                     continue
                 load.series.append(SeriesDef(parse_labels(desc) if desc else {}, expand_points(pts)))
