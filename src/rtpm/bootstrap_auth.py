@@ -60,6 +60,13 @@ async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService,
         print(first_start_text(settings, generated), flush=True)
     if not settings.auth.enabled:
         log.warning("auth_disabled", effect="every caller is an admin of the default tenant")
+    elif settings.auth.anonymous_role is not None:
+        log.warning(
+            "anonymous_access_enabled",
+            role=settings.auth.anonymous_role,
+            tenant=settings.auth.anonymous_tenant or settings.default_tenant,
+            effect="requests without a credential are served with this role (RTPM_AUTH__ANONYMOUS_ROLE)",
+        )
     return service, limiter
 
 

@@ -195,7 +195,15 @@ def check_auth_settings(settings: Settings) -> str | None:
 def login_hint(settings: Settings) -> str:
     if not settings.auth.enabled:
         return "  login: DISABLED (RTPM_AUTH__ENABLED=false): every caller is an admin of the default tenant"
-    return (
+    hint = (
         f"  login: POST /api/v1/auth/login as {settings.auth.admin_username!r} (password printed on first start, "
         "or RTPM_ADMIN_PASSWORD); agents: `rtpm keys create --name NAME --scope metrics:write`"
     )
+    role = settings.auth.anonymous_role
+    if role is not None:
+        tenant = settings.auth.anonymous_tenant or settings.default_tenant
+        hint += (
+            f"\n  WARNING: ANONYMOUS ACCESS IS ON (RTPM_AUTH__ANONYMOUS_ROLE={role}): requests without a credential "
+            f"{'read' if role == 'viewer' else 'read and write metrics and alerts'} in tenant {tenant!r}"
+        )
+    return hint

@@ -225,12 +225,13 @@ class RtpmClient:
         labels: Mapping[str, str] | None = None,
         group_by: list[str] | None = None,
     ) -> Any:
-        """The seed's query: one metric over a range, bucketed by `step` and aggregated."""
+        """The seed's query: one metric over a range, bucketed by `step` and aggregated (the object
+        form: the range, step and aggregation with the `series`)."""
         body: dict[str, Any] = {"metric_name": metric_name, "start_time": start_time, "end_time": end_time}
         for key, v in (("step", step), ("aggregation", aggregation), ("labels", labels), ("group_by", group_by)):
             if v:
                 body[key] = v
-        return self._json("POST", "/api/v1/metrics/query", json=body)
+        return self._json("POST", "/api/v1/metrics/query", params={"format": "object"}, json=body)
 
     def latest(self, name: str, **labels: str) -> Any:
         return self._json("GET", f"/api/v1/metrics/latest/{name}", params=labels)

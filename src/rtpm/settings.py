@@ -86,6 +86,13 @@ class AuthSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; none by default")
     cors_allow_credentials: bool = False
     trust_forwarded_for: bool = Field(False, description="Take the client IP from X-Forwarded-For (behind a proxy)")
+    anonymous_role: Literal["viewer", "editor"] | None = Field(
+        None,
+        description="Opt-in, for demos and the original RTPM API's clients: requests WITHOUT a credential act as "
+        "this role (viewer: read; editor: read and write metrics and alerts, never admin) in anonymous_tenant; "
+        "a credential that is sent is still checked. Off by default; a warning is printed at start",
+    )
+    anonymous_tenant: str | None = Field(None, description="Tenant of anonymous callers; default: default_tenant")
     rate_limit: RateLimitSettings = RateLimitSettings()
 
     @model_validator(mode="after")
@@ -185,6 +192,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Idle HTTP connections are kept this long; above what senders keep theirs (Prometheus 90 s), "
         "so a sender never reuses a connection the server is closing",
+    )
+    current_metrics: list[str] = Field(
+        default_factory=list,
+        description="Metrics GET /api/v1/metrics/current answers (the original API's cpu_usage, memory_usage, "
+        "response_time were fixed); empty: every metric of the tenant",
     )
     latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
     log_level: str = Field("info", description="debug, info, warning or error")

@@ -68,7 +68,7 @@ def test_acknowledged_samples_survive_sigkill(
             r = c.post("/api/v1/metrics/query", json=body | {"labels": {"worker": str(worker)}})
             if r.status_code != 200:
                 continue
-            for series in r.json()["series"]:
+            for series in r.json():
                 for p in series["data_points"]:
                     key = (worker, int(p["value"]))
                     stored[key] = stored.get(key, 0) + 1

@@ -71,7 +71,7 @@ def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> No
             "/api/v1/metrics/query",
             json={"metric_name": "cpu_usage", "labels": {"host": "web-2"}, "start_time": now - 60, "end_time": now + 1},
         ).json()
-        assert [p["value"] for p in q["series"][0]["data_points"]] == [10.0, 20.0]
+        assert [p["value"] for p in q[0]["data_points"]] == [10.0, 20.0]  # an array, as the original's
         q = c.post(
             "/api/v1/metrics/query",
             json={
@@ -83,7 +83,7 @@ def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> No
                 "group_by": [],
             },
         ).json()
-        assert [[p["value"] for p in s["data_points"]] for s in q["series"]] == [[42.5]]
+        assert [[p["value"] for p in s["data_points"]] for s in q] == [[42.5]]
 
         names = c.get("/api/v1/metrics/names").json()
         assert names["metrics"] == [

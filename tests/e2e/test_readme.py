@@ -181,7 +181,7 @@ def test_readme_commands_work_as_written(server_factory: Callable[..., RtpmServe
     stats = answer("metrics/stats/cpu_usage")
     assert isinstance(stats, dict) and stats["count"] >= 1 and stats["min"] == 40
     query = answer("api/v1/metrics/query -H")
-    assert isinstance(query, dict) and query["series"], query
+    assert isinstance(query, list) and query and query[0]["data_points"], query
     # the threshold form with aggregation and window compiles as the README says
     high_cpu = [b for c in calls if c["body"].startswith("{") and (b := json.loads(c["body"])).get("name") == "HighCPU"]
     assert high_cpu and high_cpu[0]["expr"] == 'avg_over_time(cpu_usage{host="web-1"}[5m]) > 75', high_cpu

@@ -83,7 +83,7 @@ def test_sigterm_during_ingest_keeps_every_acknowledged_sample(server_factory: C
         for worker in range(4):
             r = c.post("/api/v1/metrics/query", json=body | {"labels": {"worker": str(worker)}})
             assert r.status_code == 200, r.text
-            for series in r.json()["series"]:
+            for series in r.json():
                 for p in series["data_points"]:
                     key = (worker, int(p["value"]))
                     stored[key] = stored.get(key, 0) + 1

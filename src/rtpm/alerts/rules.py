@@ -18,7 +18,34 @@ from rtpm.query.promql import ast as promql_ast
 
 DEFAULT_WINDOW_SECONDS = 300.0
 OPERATORS = (">=", "<=", "==", "!=", ">", "<")
-_OP_WORDS = {"gt": ">", "gte": ">=", "ge": ">=", "lt": "<", "lte": "<=", "le": "<=", "eq": "==", "ne": "!="}
+_OP_WORDS = {
+    "gt": ">",
+    "gte": ">=",
+    "ge": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "le": "<=",
+    "eq": "==",
+    "ne": "!=",
+    "neq": "!=",
+    # the original RTPM API's locustfile and suites
+    "greater_than": ">",
+    "greater_than_or_equal": ">=",
+    "greater_than_or_equals": ">=",
+    "greater_or_equal": ">=",
+    "less_than": "<",
+    "less_than_or_equal": "<=",
+    "less_than_or_equals": "<=",
+    "less_or_equal": "<=",
+    "equal": "==",
+    "equals": "==",
+    "equal_to": "==",
+    "not_equal": "!=",
+    "not_equals": "!=",
+    "not_equal_to": "!=",
+}
+# Other names of the rule body's fields, as the original RTPM API's clients send them.
+_FIELD_ALIASES = {"for": "for_duration", "duration": "for_duration", "metric": "metric_name", "operator": "condition"}
 AGGREGATIONS = {
     "avg": "avg_over_time({sel}[{w}])",
     "min": "min_over_time({sel}[{w}])",
@@ -144,8 +171,12 @@ def rule_from_input(
         raise BadDataError("expected a JSON object")
     c = _Collector()
     d = dict(data)
-    if "for" in d and "for_duration" not in d:
-        d["for_duration"] = d.pop("for")
+    for alias, key in _FIELD_ALIASES.items():
+        if alias in d:
+            value = d.pop(alias)
+            if key in d and d[key] != value:
+                c.add(alias, f"an alias of {key}, which is given too with another value; send one of them")
+            d.setdefault(key, value)
     r: dict[str, Any] = {}
     if base is None or "name" in d:
         name = d.get("name")

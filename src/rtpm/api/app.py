@@ -20,6 +20,7 @@ from rtpm.api.routes import (
     federate,
     health,
     metrics,
+    original,
     prom_status,
     prometheus,
     promql_seed,
@@ -74,6 +75,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(exposition.router)
     app.include_router(metrics.router)
+    app.include_router(original.router)
     app.include_router(tsdb.router)
     app.include_router(prometheus.router)
     app.include_router(prom_status.router)

@@ -30,7 +30,7 @@ from starlette.requests import HTTPConnection
 from rtpm.errors import AuthError, PermissionDenied, RateLimited, Unauthenticated
 from rtpm.security.principal import Principal
 from rtpm.security.ratelimit import Budget
-from rtpm.security.scopes import ADMIN, ALERTS_WRITE, ALL_SCOPES, METRICS_READ, METRICS_WRITE
+from rtpm.security.scopes import ADMIN, ALERTS_WRITE, ALL_SCOPES, METRICS_READ, METRICS_WRITE, ROLE_SCOPES
 
 ACCESS_ATTR = "__rtpm_access__"
 INFLUX_V1_PATHS = frozenset({"/write", "/query"})
@@ -118,16 +118,32 @@ def _dev_principal(conn: HTTPConnection) -> Principal:
     return Principal(tenant, "anonymous", "anonymous_dev", ALL_SCOPES, "auth disabled")
 
 
+def _anonymous_principal(conn: HTTPConnection, role: str) -> Principal:
+    """A caller that sent no credential, when `auth.anonymous_role` is set (the opt-in anonymous
+    access of demos and the original RTPM API's test suites, like Grafana's): the role's scopes
+    (viewer or editor, never admin) in one tenant, counted per client IP."""
+    settings = conn.app.state.services.settings
+    tenant = settings.auth.anonymous_tenant or settings.default_tenant
+    return Principal(tenant, f"ip:{client_ip(conn)}", "anonymous", ROLE_SCOPES[role], f"anonymous {role}")
+
+
 async def authenticate(conn: HTTPConnection, *, budget: Budget) -> Principal:
     """The caller's Principal, counted against its rate limit; Unauthenticated without a valid credential
-    (such callers are counted per client IP, so guessing keys is rate limited too)."""
+    (such callers are counted per client IP, so guessing keys is rate limited too). With
+    `auth.anonymous_role` set, a caller without any credential gets that role instead; a credential
+    that is sent is checked as always (a wrong one is refused, never downgraded to anonymous)."""
     services = conn.app.state.services
-    if not services.settings.auth.enabled:
+    auth = services.settings.auth
+    if not auth.enabled:
         await _rate_limit(conn, budget, f"ip:{client_ip(conn)}")
         return _dev_principal(conn)
     try:
         credential = credential_of(conn)
         if credential is None:
+            if auth.anonymous_role is not None:
+                anonymous = _anonymous_principal(conn, auth.anonymous_role)
+                await _rate_limit(conn, budget, anonymous.rate_key)
+                return anonymous
             raise Unauthenticated("authentication required: send Authorization: Bearer <API key or access token>")
         principal: Principal = await services.auth.authenticate(credential)
     except Unauthenticated:

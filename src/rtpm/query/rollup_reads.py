@@ -10,6 +10,7 @@ import numpy as np
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, Matcher
 from rtpm.model.rollups import RESOLUTION_NAMES, RESOLUTIONS_MS, RollupRows, coarsen
+from rtpm.model.timeparse import format_duration, parse_duration_ms
 from rtpm.query.seed import Aggregation, BucketedSeries, bucketize
 from rtpm.storage.base import Storage
 from rtpm.storage.chunks import F64, I64
@@ -31,16 +32,28 @@ class RollupAggregation(StrEnum):
 
 
 def parse_resolution(raw: str) -> int:
-    """`1m`, `5m`, `1h`, `1d`, or the same in seconds."""
+    """`1m`, `5m`, `1h`, `1d`, any duration that is a whole multiple of one of them (`15m`, `2h`,
+    `7d`: built from the largest resolution that divides it), or the same in seconds."""
     if raw in RESOLUTION_BY_NAME:
         return RESOLUTION_BY_NAME[raw]
-    try:
-        width = int(float(raw) * 1000)
-    except ValueError:
-        width = -1
-    if width not in RESOLUTION_NAMES:
-        raise BadDataError(f"interval: {raw!r} is not a rollup resolution; use one of 1m, 5m, 1h, 1d")
+    width = parse_duration_ms(raw)
+    if width is None or width <= 0 or source_resolution(width) is None:
+        raise BadDataError(
+            f"interval: {raw!r} is not a rollup resolution (1m, 5m, 1h, 1d) or a whole multiple of one, like 15m"
+        )
     return width
+
+
+def source_resolution(width_ms: int) -> int | None:
+    """The largest rollup resolution that divides `width_ms` (None when none does)."""
+    for res in reversed(RESOLUTIONS_MS):
+        if width_ms % res == 0:
+            return res
+    return None
+
+
+def interval_name(width_ms: int) -> str:
+    return RESOLUTION_NAMES.get(width_ms) or format_duration(width_ms / 1000)
 
 
 def _values(rows: RollupRows, agg: RollupAggregation, width_ms: int) -> np.ndarray:
@@ -76,13 +89,21 @@ async def aggregated(
     """Per matching series, one point per closed bucket wholly in [start_ms, end_ms]; and the time up to
     which rollups are complete (later buckets are not rolled up yet)."""
     found = await store.find_series(tenant, list(matchers))
+    source = source_resolution(width_ms) or width_ms
     # buckets wholly inside [start_ms, end_ms]
-    loaded = await store.load_rollups(width_ms, [sid for sid, _ in found], start_ms, end_ms + 2 - width_ms)
+    loaded = await store.load_rollups(source, [sid for sid, _ in found], start_ms, end_ms + 2 - source)
+    complete_until = await store.get_watermark("rolled_up_until")
     out = []
     for sid, labels in found:
         rows = loaded.get(sid)
         if rows is None or not len(rows):
             continue
+        if source != width_ms:  # a multiple of a resolution: merged from it, whole buckets only
+            rows = coarsen(rows, width_ms)
+            last = min(end_ms + 1, complete_until) if complete_until is not None else end_ms + 1
+            rows = rows.take((rows.bucket >= start_ms) & (rows.bucket + width_ms <= last))
+            if not len(rows):
+                continue
         out.append(
             BucketedSeries(
                 {k: v for k, v in labels if k != METRIC_NAME},
@@ -90,7 +111,7 @@ async def aggregated(
                 _values(rows, aggregation, width_ms).astype(np.float64),
             )
         )
-    return out, await store.get_watermark("rolled_up_until")
+    return out, complete_until
 
 
 _SEED_FROM_ROLLUPS = {

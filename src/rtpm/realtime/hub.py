@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import structlog
 
 from rtpm.errors import BadDataError, LimitExceeded, NotFoundError, OverloadedError
-from rtpm.model.labels import Labels, metric_name_of
+from rtpm.model.labels import METRIC_NAME, Labels, metric_name_of
 from rtpm.model.samples import WriteBatch
 from rtpm.realtime.protocol import Frame, Kind, SubscriptionSpec, encode_frame, json_value, rfc3339_ms
 from rtpm.settings import RealtimeSettings
@@ -165,12 +165,23 @@ class _Update:
 
     def frame(self, now_ms: int) -> Frame:
         if self._frame is None:
+            series = dict(self.labels)
+            samples = [{"timestamp": rfc3339_ms(ts), "value": json_value(v)} for ts, v in self.samples]
+            newest_ts, newest_value = max(self.samples, key=lambda p: p[0])
+            labels = {k: v for k, v in series.items() if k != METRIC_NAME}
             self._frame = encode_frame(
                 {
                     "type": "metric",
-                    "series": dict(self.labels),
-                    "samples": [{"timestamp": rfc3339_ms(ts), "value": json_value(v)} for ts, v in self.samples],
+                    "series": series,
+                    "samples": samples,
                     "committed_at": rfc3339_ms(self.committed_ms),
+                    # the original RTPM API's message body: one metric, as its clients read it
+                    "payload": {
+                        "name": series.get(METRIC_NAME, ""),
+                        "value": json_value(newest_value),
+                        "timestamp": rfc3339_ms(newest_ts),
+                        "labels": labels,
+                    },
                 },
                 now_ms,
             )

@@ -6,12 +6,15 @@ Client -> server (JSON text frames):
                                    "matchers"?: [{"name", "type": "=|!=|=~|!~", "value"} | 'job=~"api.*"'],
                                    "max_rate"?: number}}
     {"type": "unsubscribe", "data": {"id": str} | {"subscription": "metrics" | "alerts"} | {}}
+    {"type": "subscribe", "metrics"?: [names], "labels"?: {...}, ...}  (the original RTPM API's
+        locustfile: the subscription's fields beside `type`, a metrics subscription by default)
     {"type": "ping"}
 Server -> client: connection, subscribed, unsubscribed, metric, alert, lagged, error, pong; each
 carries `type` and `timestamp` (RFC3339, milliseconds, UTC). Updates are batched: every batch
 interval a connection gets one `metric` message per series with new samples (every sample of that
-series committed since the last batch, plus `committed_at`), and all the messages of one batch go
-out together. A `metric` message is the same bytes for every connection it goes to (`Frame`).
+series committed since the last batch, plus `committed_at`, and `payload`: the newest of them as the
+original RTPM API's clients read it, `{name, value, timestamp, labels}`), and all the messages of one
+batch go out together. A `metric` message is the same bytes for every connection it goes to (`Frame`).
 
 Everything invalid raises BadDataError (or LimitExceeded) with a message naming the field; the
 endpoint turns it into an `error` message and keeps the connection open.
@@ -104,7 +107,11 @@ def parse_client_message(text: str | bytes, limits: ProtocolLimits) -> ClientMes
         raise BadDataError("data: expected an object")
     if kind == "subscribe":
         if data is None:
-            raise BadDataError('data: required, e.g. {"subscription": "metrics"}')
+            # The original RTPM API's locustfile: {"type": "subscribe", "metrics": [...], "labels": {...}}
+            data = {k: v for k, v in msg.items() if k not in ("type", "timestamp")}
+            if not data:
+                raise BadDataError('data: required, e.g. {"subscription": "metrics"}')
+            data.setdefault("subscription", "metrics")
         return Subscribe(_parse_spec(data, limits))
     if kind == "unsubscribe":
         return _parse_unsubscribe(data or {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-PrincipalKind = Literal["user", "api_key", "anonymous_dev"]
+PrincipalKind = Literal["user", "api_key", "anonymous_dev", "anonymous"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
+from rtpm.api.params import parse_labels_param
 from rtpm.api.responses import OrjsonResponse
 from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
@@ -217,17 +218,15 @@ async def stats(
     }
 
 
-@router.post("/query", dependencies=[Depends(require("metrics:read"))], openapi_extra=_body_doc(QueryIn))
-async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
-    """Samples of one metric in a time range, bucketed by `step` and aggregated."""
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ValidationFailed([Problem("body", "must be a JSON object")])
-    try:
-        q = QueryIn.model_validate(body)
-    except Exception as exc:  # pydantic.ValidationError: report each field
-        errs = getattr(exc, "errors", lambda: [])()
-        raise ValidationFailed([Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in errs]) from None
+_QUERY_FORMAT = Query(
+    "array",
+    description="array (default, what the original RTPM API's client reads): a JSON array of series; "
+    "object: {metric_name, start_time, end_time, step, aggregation, series}",
+)
+
+
+async def _seed_query(services: ServicesDep, tenant: str, q: QueryIn) -> dict[str, Any]:
+    """The seed's query as an object; its `series` are `{metric_name, labels, data_points}`."""
     services.validator.metric_name(q.metric_name, problems := [], None, "metric_name")
     if problems:
         raise ValidationFailed(problems)
@@ -281,6 +280,7 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> d
         "aggregation": (q.aggregation or Aggregation.AVG).value if step_ms else None,
         "series": [
             {
+                "metric_name": q.metric_name,
                 "labels": r.labels,
                 "data_points": [
                     {"timestamp": to_rfc3339(t), "value": v}
@@ -290,3 +290,53 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> d
             for r in result
         ],
     }
+
+
+def _query_in(body: Any) -> QueryIn:
+    if not isinstance(body, dict):
+        raise ValidationFailed([Problem("body", "must be a JSON object")])
+    try:
+        return QueryIn.model_validate(body)
+    except Exception as exc:  # pydantic.ValidationError: report each field
+        errs = getattr(exc, "errors", lambda: [])()
+        raise ValidationFailed([Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in errs]) from None
+
+
+@router.post("/query", dependencies=[Depends(require("metrics:read"))], openapi_extra=_body_doc(QueryIn))
+async def query(
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    format: Literal["array", "object"] = _QUERY_FORMAT,  # noqa: A002 - the parameter's public name
+) -> Any:
+    """Samples of one metric in a time range, bucketed by `step` and aggregated. Answers a JSON
+    array of series `{metric_name, labels, data_points: [{timestamp, value}]}` (the original RTPM
+    API's client reads that); `?format=object` wraps them with the query's range, step and
+    aggregation."""
+    answer = await _seed_query(services, tenant, _query_in(await read_json(request)))
+    return answer if format == "object" else answer["series"]
+
+
+@router.get("/query", dependencies=[Depends(require("metrics:read"))])
+async def query_get(
+    services: ServicesDep,
+    tenant: TenantDep,
+    metric_name: str,
+    start_time: str,
+    end_time: str,
+    labels: str | None = Query(None, description="k=v,k2=v2 or a JSON object"),
+    step: str | None = None,
+    aggregation: Aggregation | None = None,
+    group_by: str | None = Query(None, description="Comma-separated label names"),
+) -> dict[str, Any]:
+    """The same query from URL parameters (the original's locustfile sends `metric_name`,
+    `start_time`, `end_time`, `labels=k=v`). Answers the object form with the series under
+    `metrics`, as the locustfile reads them."""
+    body: dict[str, Any] = {"metric_name": metric_name, "start_time": start_time, "end_time": end_time}
+    body["labels"] = parse_labels_param(labels) or None
+    body["step"], body["aggregation"] = step, aggregation
+    if group_by is not None:
+        body["group_by"] = [g.strip() for g in group_by.split(",") if g.strip()]
+    answer = await _seed_query(services, tenant, _query_in(body))
+    answer["metrics"] = answer.pop("series")
+    return answer

@@ -13,7 +13,7 @@ from rtpm.api.timefmt import parse_time_param, to_rfc3339
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, Matcher
 from rtpm.model.rollups import RESOLUTION_NAMES
-from rtpm.query.rollup_reads import RollupAggregation, aggregated, parse_resolution
+from rtpm.query.rollup_reads import RollupAggregation, aggregated, interval_name, parse_resolution
 from rtpm.storage.maintenance import MaintenanceStore
 
 router = APIRouter(tags=["metrics"])
@@ -33,7 +33,7 @@ async def metrics_aggregated(
     end_time: str,
     labels: str | None = None,
     aggregation: RollupAggregation = RollupAggregation.AVG,
-    interval: str = Query("5m", description="Rollup resolution: 1m, 5m, 1h or 1d"),
+    interval: str = Query("5m", description="Rollup resolution (1m, 5m, 1h, 1d) or a whole multiple of one (15m)"),
 ) -> dict[str, Any]:
     """Per-bucket aggregates from the rollups (closed buckets only; `complete_until` says how far
     the rollups reach)."""
@@ -59,7 +59,7 @@ async def metrics_aggregated(
     )
     return {
         "metric_name": metric_name,
-        "interval": RESOLUTION_NAMES[width],
+        "interval": interval_name(width),
         "aggregation": aggregation.value,
         "start_time": to_rfc3339(start_ms),
         "end_time": to_rfc3339(end_ms),

@@ -55,7 +55,7 @@ async def live_caller(websocket: WebSocket) -> LiveCaller | RtpmError:
         principal = await authenticate(websocket, budget="query")
     except (AuthError, RateLimited) as exc:
         return exc
-    if principal.kind == "anonymous_dev":  # authentication off: count connections per client address
+    if principal.kind in ("anonymous_dev", "anonymous"):  # no credential: count connections per client address
         return LiveCaller(principal.tenant, f"ip:{client_ip(websocket)}", frozenset(principal.scopes))
     return LiveCaller(principal.tenant, principal.rate_key, frozenset(principal.scopes))
 
