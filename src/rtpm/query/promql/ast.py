@@ -141,6 +141,8 @@ class Binary(Node):
     has_matching: bool = False
     include: list[str] = field(default_factory=list)
     return_bool: bool = False
+    fill_left: float | None = None  # fill(v) / fill_left(v): the value of a missing left-hand side
+    fill_right: float | None = None
 
 
 @dataclass(eq=False)
@@ -264,7 +266,14 @@ def convert(e: Any) -> Node:
                 b.on = mod.matching.type == pp.LabelModifierType.Include
                 b.match_labels = list(mod.matching.labels)
             b.include = list(mod.group_labels or [])
+            fill = mod.fill_values
+            if fill is not None:
+                b.fill_left, b.fill_right = fill.lhs, fill.rhs
         if b.op in SET_OPS:
+            if b.fill_left is not None or b.fill_right is not None:
+                raise QueryParseError(
+                    f'invalid parameter "query": parse error: fill modifiers are not allowed with set operator "{b.op}"'
+                )
             b.card = "many-to-many"
         b.type = "vector" if "vector" in (lhs.type, rhs.type) else "scalar"
         return b

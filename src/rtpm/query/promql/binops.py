@@ -123,8 +123,17 @@ def vector_vector(
     names: list[str],
     include: list[str],
     return_bool: bool,
+    fill_left: float | None = None,
+    fill_right: float | None = None,
 ) -> Vector:
-    """Arithmetic or comparison between two vectors with Prometheus' matching rules."""
+    """Arithmetic or comparison between two vectors with Prometheus' matching rules.
+
+    `fill_left`/`fill_right` (Prometheus 3's fill modifiers) stand in for a missing match: an
+    element with no match on the other side at a step is matched with the fill value instead. A
+    missing "many" side is filled once per match group, labelled with the group's matching labels;
+    labels that group_left/group_right would copy from a missing "one" side are left out. As in
+    Prometheus, fill_left fills the "many" side and fill_right the "one" side of a grouped match
+    (for group_right: the right and the left side)."""
     swap = card == "one-to-many"
     many, one = (rhs, lhs) if swap else (lhs, rhs)
     one_index, _ = _sig_index(one, on, names)
@@ -169,6 +178,38 @@ def vector_vector(
             out_labels.append(_result_labels(many.labels[i], one.labels[j], card, on, names, include, drop))
             out_vals.append(values)
             out_pres.append(pres)
+    fill_many, fill_one = fill_left, fill_right
+    if fill_one is not None:  # "many" elements without a "one" match at a step
+        for i, sig in enumerate(many_sigs):
+            rows = one_index.get(sig)
+            matched = one.present[rows].any(axis=0) if rows else np.zeros(steps, dtype=bool)
+            pres = many.present[i] & ~matched
+            if not pres.any():
+                continue
+            fv = np.full(steps, fill_one)
+            lv, rv = (fv, many.values[i]) if swap else (many.values[i], fv)
+            values, keep = _apply(op, lv, rv, return_bool)
+            if keep is not None:
+                pres = pres & keep
+            out_labels.append(_result_labels(many.labels[i], (), card, on, names, include, drop))
+            out_vals.append(values)
+            out_pres.append(pres)
+    if fill_many is not None:  # "one" elements without any "many" match: one filled "many" element
+        for sig, rows in one_index.items():
+            m_rows = many_index.get(sig)
+            matched = many.present[m_rows].any(axis=0) if m_rows else np.zeros(steps, dtype=bool)
+            for j in rows:
+                pres = one.present[j] & ~matched
+                if not pres.any():
+                    continue
+                fv = np.full(steps, fill_many)
+                lv, rv = (one.values[j], fv) if swap else (fv, one.values[j])
+                values, keep = _apply(op, lv, rv, return_bool)
+                if keep is not None:
+                    pres = pres & keep
+                out_labels.append(_result_labels(sig, one.labels[j], card, on, names, include, drop))
+                out_vals.append(values)
+                out_pres.append(pres)
     if not out_labels:
         return Vector.empty(steps)
     return Vector(out_labels, np.vstack(out_vals), np.vstack(out_pres))

@@ -345,6 +345,8 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
             names=node.match_labels,
             include=node.include,
             return_bool=node.return_bool,
+            fill_left=node.fill_left,
+            fill_right=node.fill_right,
         )
     )
 
