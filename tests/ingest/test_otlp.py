@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from rtpm.errors import OverloadedError
-from rtpm.ingest.otlp import metric_name
+from rtpm.ingest.otlp import _metadata_unit, metric_name
 from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse
 from rtpm.model.samples import MetricType, WriteBatch
 from tests.ingest.conftest import Pusher, now_ms
@@ -61,10 +61,35 @@ def partial(r: Any) -> Any:
         ("queue--depth..max", "", MetricType.GAUGE, "queue_depth_max"),
         ("temp", "Cel", MetricType.GAUGE, "temp_celsius"),
         ("2xx.count", "", MetricType.GAUGE, "_2xx_count"),
+        # Prometheus's OTLP translation rules (UnderscoreEscapingWithSuffixes), case by case
+        ("requests", "1/s", MetricType.GAUGE, "requests_per_second"),  # `1` is no unit: no _ratio
+        ("requests", "1/s", MetricType.COUNTER, "requests_per_second_total"),
+        ("items", "1", MetricType.COUNTER, "items_total"),  # _ratio is for gauges only
+        ("cpu.ratio.usage", "1", MetricType.GAUGE, "cpu_usage_ratio"),  # the suffix token moves to the end
+        ("requests.total.count", "", MetricType.COUNTER, "requests_count_total"),
+        ("custom_metric", "{custom}", MetricType.GAUGE, "custom_metric"),
+        ("custom_metric", "By/{custom}", MetricType.GAUGE, "custom_metric_bytes"),
+        ("custom_metric", "{packet}s/s", MetricType.GAUGE, "custom_metric_per_second"),  # annotated: no main unit
+        ("custom_metric", "unit@with#special/chars", MetricType.GAUGE, "custom_metric_unit_with_special_per_chars"),
+        ("m__multiple__underscores", "unit__multiple", MetricType.GAUGE, "m_multiple_underscores_unit_multiple"),
+        ("throughput.per.second", "By/s", MetricType.GAUGE, "throughput_per_second_bytes_per_second"),
+        ("otelcol.process.cpu.seconds", "s", MetricType.COUNTER, "otelcol_process_cpu_seconds_total"),
+        ("request.size", "By", MetricType.HISTOGRAM, "request_size_bytes"),
+        ("uptime", "d", MetricType.GAUGE, "uptime_days"),
+        ("@#$%", "", MetricType.GAUGE, ""),  # nothing left: refused
+        ("@#$%", "s", MetricType.GAUGE, "seconds"),
     ],
 )
 def test_metric_names(name: str, unit: str, kind: MetricType, expected: str) -> None:
     assert metric_name(name, unit, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("unit", "expected"),
+    [("ms", "milliseconds"), ("By/s", "bytes_per_second"), ("1/s", "per_second"), ("1", ""), ("{packet}", "")],
+)
+def test_metadata_units(unit: str, expected: str) -> None:
+    assert _metadata_unit(unit) == expected
 
 
 def test_gauges_sums_and_resource_mapping(pusher: Pusher) -> None:

@@ -1,24 +1,27 @@
 """OTLP/HTTP metrics (`ExportMetricsServiceRequest`, protobuf or JSON) -> Prometheus-style series,
 following the OpenTelemetry "OTLP Metric points to Prometheus" mapping as Prometheus' own OTLP
-receiver does by default (COMPAT.md section 5):
+receiver does by default (COMPAT.md section 5; the README's "OpenTelemetry naming" lists it):
 
-- names: characters outside [a-zA-Z0-9:] become `_` (repeats collapsed); the unit is appended as a
-  suffix unless already present (`ms` -> `milliseconds`, `By/s` -> `bytes_per_second`, `{packet}`
-  dropped, `1` -> `ratio` for gauges); monotonic cumulative sums end in `_total`;
+- names: as Prometheus's translation strategy UnderscoreEscapingWithSuffixes (`metric_name`):
+  tokens split at characters outside [a-zA-Z0-9:], the unit's main part appended unless already a
+  token (`ms` -> `milliseconds`; annotated units such as `{packet}` and `1` add nothing), then its
+  per part (`/s` -> `per_second`), `_total` on monotonic sums, `_ratio` on gauges of unit `1`;
+  the metadata's unit likewise (`By/s` -> `bytes_per_second`); a name with nothing left is refused;
 - gauges and non-monotonic cumulative sums -> gauges; monotonic cumulative sums -> counters;
   cumulative explicit-bucket histograms -> `_bucket{le}` (cumulative counts, `+Inf` last), `_sum`,
   `_count`; summaries -> `{quantile}`, `_sum`, `_count`;
-- attributes -> labels (invalid characters -> `_`; names colliding after that joined with `;`);
-  `service.namespace`/`service.name` -> `job`, `service.instance.id` -> `instance`, the other
-  resource attributes -> one `target_info{job, instance, ...} 1` series; scope name and version ->
-  `otel_scope_name`, `otel_scope_version`;
+- attributes -> labels (invalid characters -> `_`, a leading digit or `_` gets `key`/`key_`;
+  names colliding after that joined with `;`); `service.namespace`/`service.name` -> `job`,
+  `service.instance.id` -> `instance`, the other resource attributes -> one
+  `target_info{job, instance, ...} 1` series; scope name and version -> `otel_scope_name`,
+  `otel_scope_version` (the OpenTelemetry specification's SHOULD; Prometheus does it only with
+  `promote_scope_metadata: true`);
 - NO_RECORDED_VALUE points -> Prometheus stale markers.
 
 Refused, reported through `partial_success` (the rest of the request is stored): delta temporality
 (sums and histograms; RTPM does not accumulate deltas: a collector's `deltatocumulative` processor
-does), exponential histograms (native histograms are not supported), unspecified temporality and
-malformed histograms. Points that fail validation (timestamp window, label limits) fail the whole
-request with BadDataError, as in every other protocol.
+does), exponential histograms (native histograms are not stored yet), unspecified temporality,
+malformed histograms, and points that fail validation (timestamp window, label limits).
 """
 
 from __future__ import annotations
@@ -78,9 +81,11 @@ PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week",
 
 _SPLIT = re.compile(r"[^a-zA-Z0-9:]+")
 _BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
-_ANNOTATION = re.compile(r"\{[^}]*\}")
+_BAD_METRIC_CHAR = re.compile(r"[^a-zA-Z0-9:]")
+_UNDERSCORES = re.compile(r"__+")
 
 DELTA_REFUSED = "delta temporality is not supported (use the collector's deltatocumulative processor)"
+EMPTY_NAME = "metric name has no character of [a-zA-Z0-9:] (nothing left once translated)"
 EXPONENTIAL_REFUSED = "exponential histograms are not supported (native histograms); use explicit buckets"
 
 
@@ -98,26 +103,52 @@ class OtlpResult:
         return "; ".join(f"{n} data points: {reason}" for reason, n in self.reasons.items())
 
 
+def _unit_parts(unit: str) -> tuple[str, str]:
+    """The Prometheus spellings of a UCUM unit's main and per parts (`By/s` -> `bytes`,
+    `per_second`), each cleaned (invalid characters -> `_`, runs collapsed, one leading `_`
+    dropped). A part with an annotation (`{packet}`) contributes nothing; `1` maps to nothing."""
+    main_otel, sep, per_otel = unit.partition("/")
+    main_otel, per_otel = main_otel.strip(), per_otel.strip()
+    main = per = ""
+    if main_otel and "{" not in main_otel and "}" not in main_otel:
+        main = UNITS.get(main_otel, main_otel)
+    if sep and per_otel and "{" not in per_otel and "}" not in per_otel:
+        per = PER_UNITS.get(per_otel, per_otel)
+        per = "per_" + per if per else ""
+    return _clean_unit(main), _clean_unit(per)
+
+
+def _clean_unit(unit: str) -> str:
+    out = _UNDERSCORES.sub("_", _BAD_METRIC_CHAR.sub("_", unit))
+    return out[1:] if out.startswith("_") else out
+
+
 def metric_name(name: str, unit: str, kind: MetricType) -> str:
-    """The Prometheus name of an OTLP metric (UnderscoreEscapingWithSuffixes)."""
+    """The Prometheus name of an OTLP metric, as Prometheus's OTLP translation (strategy
+    UnderscoreEscapingWithSuffixes) builds it: the name split into tokens at every character
+    outside [a-zA-Z0-9:]; the unit's main part appended unless already a token, then its per
+    part (`per_second`); counters (monotonic sums) end in `_total` and gauges of unit `1` in
+    `_ratio` (each token moved to the end if present); a leading digit gets a `_`. Empty when
+    nothing is left (such a metric is refused)."""
     tokens = [t for t in _SPLIT.split(name) if t]
-    main, _, per = unit.partition("/")
-    main = _ANNOTATION.sub("", main).strip()
-    per = _ANNOTATION.sub("", per).strip()
-    main_suffix = "_".join(t for t in _SPLIT.split(UNITS.get(main, main)) if t)
-    per_suffix = "_".join(t for t in _SPLIT.split(PER_UNITS.get(per, per)) if t)
-    if main_suffix and main_suffix not in tokens:
-        tokens.append(main_suffix)
-    if per_suffix and per_suffix not in tokens:
-        tokens += ["per", per_suffix]
+    main, per = _unit_parts(unit)
+    if main in tokens:
+        main = ""
+    if per == "per_":
+        per = ""
+    else:
+        per = per.removesuffix("_")
+        if per in tokens:
+            per = ""
+    if per:
+        main = main.removesuffix("_")
+    tokens += [t for t in (main, per) if t]
     if kind is MetricType.COUNTER:
         tokens = [t for t in tokens if t != "total"] + ["total"]
-    if kind is MetricType.GAUGE and main == "1" and "ratio" not in tokens:
-        tokens.append("ratio")
+    if kind is MetricType.GAUGE and unit == "1":
+        tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
     out = "_".join(tokens)
-    if not out:
-        return "_"
-    return "_" + out if out[0].isdigit() else out
+    return "_" + out if out[:1].isdigit() else out
 
 
 @functools.lru_cache(maxsize=8192)
@@ -471,6 +502,9 @@ class _Decoder:
                 if data.is_monotonic:
                     mtype = MetricType.COUNTER
             prom = metric_name(name, unit, mtype)
+            if not prom:
+                self.reject(EMPTY_NAME, len(data.data_points))
+                return None
             latest = self.numbers(prom, data.data_points, common)
         elif kind == "histogram":
             data = metric.histogram
@@ -479,6 +513,9 @@ class _Decoder:
                 self.reject(reason, len(data.data_points))
                 return None
             prom = metric_name(name, unit, MetricType.HISTOGRAM)
+            if not prom:
+                self.reject(EMPTY_NAME, len(data.data_points))
+                return None
             for dp in data.data_points:
                 self.point += 1
                 bounds, counts = list(dp.explicit_bounds), list(dp.bucket_counts)
@@ -502,6 +539,9 @@ class _Decoder:
             mtype = MetricType.HISTOGRAM
         elif kind == "summary":
             prom = metric_name(name, unit, MetricType.SUMMARY)
+            if not prom:
+                self.reject(EMPTY_NAME, len(metric.summary.data_points))
+                return None
             for dp in metric.summary.data_points:
                 self.point += 1
                 t = self.ts(dp.time_unix_nano)
@@ -541,11 +581,11 @@ def _encoded(attributes: tuple[bytes, ...]) -> bytes:
 
 
 def _metadata_unit(unit: str) -> str:
-    main, _, per = unit.partition("/")
-    main = _ANNOTATION.sub("", main).strip()
-    main = UNITS.get(main, main)
-    per = PER_UNITS.get(per.strip(), per.strip())
-    return f"{main}_per_{per}" if main and per else main
+    """The unit of the metric's metadata, as Prometheus's OTLP translation writes it
+    (`By/s` -> `bytes_per_second`, `1/s` -> `per_second`, `1` -> nothing)."""
+    main, per = _unit_parts(unit)
+    out = f"{main}_{per}" if main and per else main or per
+    return out.removeprefix("_").removesuffix("_")
 
 
 class OtlpDecoder:
