@@ -248,6 +248,7 @@ export class LineChart {
     }
     this.root.dataset.series = String(this.series.length);
     this.root.dataset.points = String(points);
+    this.drawn = { series: this.series.filter((s) => s.visiblePoints > 0).length, points };
     const empty = lo === Infinity;
     if (empty) {
       lo = 0;
@@ -319,15 +320,18 @@ export class LineChart {
       this.drawSeries(ctx, s, px, py, plot);
     }
     ctx.restore();
-    if (empty) {
+    if (empty && this.emptyText) {
       ctx.fillStyle = ink;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
       ctx.fillText(this.emptyText, plot.x + plot.w / 2, plot.y + plot.h / 2);
     }
+    this.root.dataset.message = empty ? this.emptyText : "";
+    this.root.dataset.span = String(this.end - this.start);
     this.draws++;
     this.root.dataset.draws = String(this.draws);
     if (this.draws === 1) performance.mark("rtpm:chart-drawn");
+    this.onRender?.(this.drawn);
     const now = performance.now();
     if (this.legendDirty && now - this.lastLegend > 400) this.updateLegend();
     else if (this.legendDirty) this.requestRender();
@@ -490,6 +494,45 @@ export class LineChart {
     }
     this.legendDirty = true;
     this.lastLegend = -Infinity;
+  }
+
+  /** Per series, over what is shown: name, labels, last value and time, min, max, average, points. */
+  summary() {
+    return this.series.map((s) => {
+      const [from, to] = this.visibleRange(s);
+      let n = 0;
+      let m = 0;
+      let sum = 0;
+      let lo = Infinity;
+      let hi = -Infinity;
+      let last = null;
+      let lastT = null;
+      for (let i = from; i < to; i++) {
+        const t = s.ts[i];
+        if (t < this.start || t > this.end) continue;
+        const v = s.vs[i];
+        n++;
+        last = v;
+        lastT = t;
+        if (!Number.isFinite(v)) continue;
+        sum += v;
+        m++;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const finite = Number.isFinite(lo);
+      return {
+        name: s.name,
+        metric: s.metric,
+        color: s.color,
+        points: n,
+        last,
+        lastT,
+        min: finite ? lo : null,
+        max: finite ? hi : null,
+        avg: m ? sum / m : null,
+      };
+    });
   }
 
   updateLegend() {

@@ -1,14 +1,30 @@
-// Explorer: pick a metric (searchable, with type, unit, help), filter by labels, or type PromQL;
-// a time range and step; a chart; live mode over the WebSocket.
+// Explorer: pick a metric (searchable, with type, unit, help), filter by labels, or type PromQL
+// (with autocomplete of metric names, label names and values); a time range and step; a chart or
+// a table; live mode over the WebSocket, following the present on a short window. The last query
+// is kept (localStorage) and comes back when the explorer is opened without one.
 
 import { api, queryRange } from "./api.js";
 import { LineChart } from "./chart.js";
+import { attachCompletion } from "./complete.js";
 import { LiveClient, selectorSubscription } from "./live.js";
 import { timeRangePicker } from "./timerange.js";
-import { debounce, el, hashParams, setHashParams } from "./util.js";
+import { debounce, el, formatTime, formatValue, hashParams, setHashParams } from "./util.js";
 
 const OPS = ["=", "!=", "=~", "!~"];
 const MAX_LISTED = 300;
+const LAST_QUERY_KEY = "rtpm.explorer.last";
+// Live mode follows the present on at most this window, so new samples spread across the chart
+// instead of piling up at the right edge of a long axis.
+export const LIVE_WINDOW_SECONDS = 300;
+
+function lastQuery() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(LAST_QUERY_KEY) || "null");
+    return saved && typeof saved === "object" ? saved : null;
+  } catch {
+    return null;
+  }
+}
 
 function quote(v) {
   return JSON.stringify(v);
@@ -20,7 +36,8 @@ export function buildSelector(metric, filters) {
 }
 
 export async function mount(view) {
-  const params = hashParams();
+  let params = hashParams();
+  if (!params.q && !params.metric) params = { ...(lastQuery() || {}), ...params };
   const state = {
     metrics: [],
     metric: params.metric || "",
@@ -29,6 +46,8 @@ export async function mount(view) {
     liveClient: null,
     poll: 0,
     abort: null,
+    display: params.view === "table" ? "table" : "chart",
+    error: false,
   };
   try {
     state.filters = JSON.parse(params.filters || "[]");
@@ -115,6 +134,7 @@ export async function mount(view) {
   });
   const fAdd = el("button", { type: "submit", class: "btn", id: "filter-add", text: "Add filter" });
   const chips = el("div", { class: "chips", id: "filter-chips" });
+  const filterScope = el("p", { class: "muted small filter-scope", id: "filter-scope" });
   const filterForm = el("form", { class: "filter-form" }, fName, fOp, fValue, fAdd, labelNames, labelValues);
   const promql = el("textarea", {
     id: "promql",
@@ -146,7 +166,8 @@ export async function mount(view) {
     "section",
     { class: "card query-card" },
     el("div", { class: "filters" }, el("span", { class: "field-label", text: "Filters" }), chips, filterForm),
-    promql,
+    filterScope,
+    el("div", { class: "promql-wrap" }, promql),
     el("div", { class: "controls" }, picker.root, el("div", { class: "controls-end" }, liveBtn, runBtn)),
   );
 
@@ -156,14 +177,39 @@ export async function mount(view) {
   const liveState = el("span", { class: "live-state", id: "live-state", hidden: true });
   const errorBox = el("p", { class: "form-error", id: "query-error", role: "alert", hidden: true });
   const chartHost = el("div", { id: "chart" });
+  const tableHost = el("div", { id: "result-table", class: "result-table table-wrap", hidden: true });
+  const viewBtn = (name, label) =>
+    el("button", {
+      type: "button",
+      class: "btn btn-tab",
+      id: `show-${name}`,
+      role: "tab",
+      text: label,
+      "aria-selected": "false",
+      onclick: () => setDisplay(name),
+    });
+  const showChart = viewBtn("chart", "Chart");
+  const showTable = viewBtn("table", "Table");
+  const tabs = el("div", { class: "view-tabs", role: "tablist", "aria-label": "Show as" }, showChart, showTable);
   const chartCard = el(
     "section",
     { class: "card chart-card" },
-    el("div", { class: "chart-head" }, title, el("div", { class: "chart-head-end" }, liveState, info)),
+    el("div", { class: "chart-head" }, title, el("div", { class: "chart-head-end" }, liveState, info, tabs)),
     errorBox,
     chartHost,
+    tableHost,
   );
   const chart = new LineChart(chartHost, { height: window.innerWidth < 640 ? 260 : 340 });
+  const EMPTY_TEXT = chart.emptyText;
+  chart.emptyText = ""; // nothing asked yet: no "No data" either
+  let began = 0;
+  chart.onRender = (drawn) => {
+    // the header counts what is drawn, live samples included
+    if (state.error || !began) return;
+    const text = `${drawn.series} series · ${drawn.points} points${state.live ? " · live" : ` · ${began} ms`}`;
+    if (info.textContent !== text) info.textContent = text;
+    if (state.display === "table" && state.live) renderTableSoon();
+  };
 
   view.append(el("div", { class: "explorer" }, pane, el("div", { class: "explore-main" }, queryCard, chartCard)));
 
@@ -189,6 +235,19 @@ export async function mount(view) {
       ),
     );
     if (!state.filters.length) chips.append(el("span", { class: "muted small", text: "none" }));
+    renderScope();
+  }
+
+  function renderScope() {
+    const typed = promql.value.trim();
+    const applied = state.metric && typed === buildSelector(state.metric, state.filters);
+    filterScope.dataset.applies = applied ? "true" : "false";
+    filterScope.textContent = applied
+      ? `Filters narrow ${state.metric} and are written into the query below.`
+      : typed
+        ? "Filters do not apply to a typed query: it runs as written. Pick a metric to filter it."
+        : "Pick a metric to filter its series by label.";
+    chips.classList.toggle("inactive", !applied && state.filters.length > 0);
   }
 
   function filtersChanged() {
@@ -273,6 +332,7 @@ export async function mount(view) {
       start: t.custom ? t.start : "",
       end: t.custom ? t.end : "",
       step: t.step,
+      view: state.display === "table" ? "table" : "",
     });
   }
 
@@ -287,31 +347,120 @@ export async function mount(view) {
     }
     saveUrl(t);
     let { start, end } = t;
+    let stepSeconds = t.stepSeconds;
     if (state.live) {
+      // the present, on a short window, at a step fine enough to show the samples as they come
+      const liveWindow = Math.min(t.rangeSeconds, LIVE_WINDOW_SECONDS);
       end = Date.now();
-      start = end - t.rangeSeconds * 1000;
+      start = end - liveWindow * 1000;
+      stepSeconds = Math.min(stepSeconds, Math.max(1, Math.round(liveWindow / 300)));
     }
     state.abort?.abort();
     const abort = new AbortController();
     state.abort = abort;
     title.textContent = query;
     title.title = query;
-    const began = performance.now();
+    renderScope();
+    const t0 = performance.now();
     info.textContent = "Loading…";
+    began = 0;
     try {
-      const series = await queryRange(query, start, end, t.stepSeconds, abort.signal);
+      const series = await queryRange(query, start, end, stepSeconds, abort.signal);
       if (abort.signal.aborted) return;
+      state.error = false;
+      chart.emptyText = EMPTY_TEXT;
+      began = Math.max(1, Math.round(performance.now() - t0));
       chart.setUnit(unitOf(query));
       chart.fallbackName = query;
-      chart.setData(series, { start, end, stepMs: t.stepSeconds * 1000 });
-      const points = series.reduce((n, s) => n + s.ts.length, 0);
-      info.textContent = `${series.length} series · ${points} points · ${Math.round(performance.now() - began)} ms`;
-      if (state.live) startLive(query, t);
+      chart.setData(series, { start, end, stepMs: stepSeconds * 1000 });
+      saveLast(t);
+      if (state.live) startLive(query, t, stepSeconds);
+      renderTable();
     } catch (e) {
       if (e.name === "AbortError") return;
+      // an error is not "no data": the chart is left blank under the message
+      state.error = true;
       info.textContent = "";
+      chart.emptyText = "";
       chart.setData([], { start, end });
+      renderTable();
       showError(e.message);
+    }
+  }
+
+  function saveLast(t) {
+    const saved = {
+      q: promql.value.trim(),
+      metric: state.metric,
+      filters: state.filters.length ? JSON.stringify(state.filters) : "",
+      range: t.custom ? "" : t.range,
+      step: t.step,
+      view: state.display === "table" ? "table" : "",
+    };
+    try {
+      localStorage.setItem(LAST_QUERY_KEY, JSON.stringify(saved));
+    } catch {
+      /* private mode: nothing kept */
+    }
+  }
+
+  // -- the table view --------------------------------------------------------------------------
+  let tableTimer = 0;
+  function renderTableSoon() {
+    if (!tableTimer) tableTimer = setTimeout(() => ((tableTimer = 0), renderTable()), 500);
+  }
+
+  function renderTable() {
+    if (state.display !== "table") return;
+    const rows = chart.summary();
+    const unit = chart.unit;
+    const fmt = (v) => (v === null || v === undefined ? "–" : formatValue(v, unit));
+    if (state.error || !rows.length) {
+      tableHost.replaceChildren(
+        el("p", { class: "muted pad-x", text: state.error ? "" : "No series in this time range" }),
+      );
+      return;
+    }
+    const head = el(
+      "tr",
+      {},
+      ["Series", "Last", "At", "Min", "Avg", "Max", "Points"].map((h) => el("th", { scope: "col", text: h })),
+    );
+    const body = rows.map((r) => {
+      const sw = el("span", { class: "swatch" });
+      sw.style.background = r.color;
+      return el(
+        "tr",
+        { dataset: { points: String(r.points), last: r.last === null ? "" : String(r.last) } },
+        el("td", { class: "series-cell" }, sw, el("span", { text: r.name, title: r.name })),
+        el("td", { class: "num", text: fmt(r.last) }),
+        el("td", { class: "num", text: r.lastT === null ? "–" : formatTime(r.lastT) }),
+        el("td", { class: "num", text: fmt(r.min) }),
+        el("td", { class: "num", text: fmt(r.avg) }),
+        el("td", { class: "num", text: fmt(r.max) }),
+        el("td", { class: "num", text: String(r.points) }),
+      );
+    });
+    tableHost.replaceChildren(
+      el("table", { class: "table" }, el("thead", {}, head), el("tbody", {}, body)),
+    );
+  }
+
+  function setDisplay(name) {
+    state.display = name;
+    const table = name === "table";
+    chartHost.hidden = table;
+    tableHost.hidden = !table;
+    showChart.setAttribute("aria-selected", String(!table));
+    showTable.setAttribute("aria-selected", String(table));
+    showChart.classList.toggle("on", !table);
+    showTable.classList.toggle("on", table);
+    if (!table) chart.requestRender(true);
+    renderTable();
+    const t = picker.get();
+    if (!t.error) {
+      saveUrl(t);
+      if (promql.value.trim()) saveLast(t);
     }
   }
 
@@ -322,15 +471,17 @@ export async function mount(view) {
     state.poll = 0;
   }
 
-  function startLive(query, t) {
+  function startLive(query, t, stepSeconds) {
     stopLive();
-    chart.follow(t.rangeSeconds * 1000);
+    const windowSeconds = Math.min(t.rangeSeconds, LIVE_WINDOW_SECONDS);
+    chart.follow(windowSeconds * 1000);
     const sub = selectorSubscription(query, "explorer");
     if (sub) {
       const client = new LiveClient({
         onMetric: (series, samples) => chart.push(series, samples),
         onState: (s, detail) => {
-          liveState.textContent = { open: "● Live", connecting: "Connecting…", reconnecting: "Reconnecting…" }[s] || detail || s;
+          const open = `● Live · last ${Math.round(windowSeconds / 60) || 1} min`;
+          liveState.textContent = { open, connecting: "Connecting…", reconnecting: "Reconnecting…" }[s] || detail || s;
           liveState.dataset.state = s;
         },
       });
@@ -342,14 +493,14 @@ export async function mount(view) {
       liveState.dataset.state = "open";
       state.poll = setInterval(async () => {
         const end = Date.now();
-        const start = end - t.rangeSeconds * 1000;
+        const start = end - windowSeconds * 1000;
         try {
-          const series = await queryRange(query, start, end, t.stepSeconds);
-          if (state.live) chart.setData(series, { start, end, stepMs: t.stepSeconds * 1000 });
+          const series = await queryRange(query, start, end, stepSeconds);
+          if (state.live) chart.setData(series, { start, end, stepMs: stepSeconds * 1000 });
         } catch (e) {
           showError(e.message);
         }
-      }, Math.max(2000, t.stepSeconds * 1000));
+      }, Math.max(2000, stepSeconds * 1000));
     }
   }
 
@@ -366,6 +517,20 @@ export async function mount(view) {
     run();
   }
 
+  attachCompletion(promql, {
+    metrics: () => state.metrics.map((m) => m.name),
+    labelNames: async (metric) => {
+      const data = await api("/api/v1/labels", { query: metric ? { "match[]": metric } : {} });
+      return data.data;
+    },
+    labelValues: async (metric, label) => {
+      const query = metric ? { "match[]": metric } : {};
+      const data = await api(`/api/v1/label/${encodeURIComponent(label)}/values`, { query });
+      return data.data.slice(0, 1000);
+    },
+  });
+  promql.addEventListener("input", () => renderScope());
+
   promql.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey || !e.shiftKey)) {
       e.preventDefault();
@@ -378,6 +543,7 @@ export async function mount(view) {
   });
 
   renderChips();
+  setDisplay(state.display);
   try {
     const data = await api("/api/v1/metrics/names");
     state.metrics = data.metrics.sort((a, b) => a.name.localeCompare(b.name));

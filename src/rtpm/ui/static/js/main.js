@@ -63,10 +63,11 @@ async function start() {
     toLogin();
   });
   if (!current()) {
-    // With authentication off, every caller may read: no login needed.
+    // With authentication off, or the anonymous role on (RTPM_AUTH__ANONYMOUS_ROLE), a caller
+    // without a credential may read: no login needed (Log out leads to the login form).
     try {
       const me = await api("/api/v1/auth/me", { auth: false });
-      if (me && me.kind === "anonymous_dev") save({}, "anonymous");
+      if (me && (me.kind === "anonymous_dev" || me.kind === "anonymous")) save({}, "anonymous");
     } catch {
       /* a login is needed */
     }
