@@ -56,6 +56,9 @@ def make_storage(settings: Settings) -> Storage:
             partition_days_ahead=settings.partition_days_ahead,
             late_grace_ms=int(settings.maintenance.late_grace_seconds * 1000),
             chunk_window_ms=settings.maintenance.chunk_window_seconds * 1000,
+            engine=settings.storage_engine,
+            head_max_series=settings.storage_head_max_series,
+            wal_poll_seconds=settings.storage_wal_poll_seconds,
         )
     from rtpm.storage.sqlite import SqliteStorage
 
@@ -64,6 +67,9 @@ def make_storage(settings: Settings) -> Storage:
         synchronous=settings.sqlite_synchronous,
         late_grace_ms=int(settings.maintenance.late_grace_seconds * 1000),
         chunk_window_ms=settings.maintenance.chunk_window_seconds * 1000,
+        engine=settings.storage_engine,
+        head_max_series=settings.storage_head_max_series,
+        wal_poll_seconds=settings.storage_wal_poll_seconds,
     )
 
 

@@ -186,6 +186,17 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss; NORMAL only process crashes"
     )
     partition_days_ahead: int = Field(2, ge=0, description="PostgreSQL daily partitions made in advance")
+    storage_engine: Literal["rows", "head"] = Field(
+        "rows",
+        description="rows: a row per sample until compaction; head: a write-ahead log of one record per flush, "
+        "recent samples in memory, closed windows written once as chunks",
+    )
+    storage_head_max_series: int = Field(
+        1_000_000, ge=1, description="head engine: active series held in memory; new series past it are refused"
+    )
+    storage_wal_poll_seconds: float = Field(
+        0.25, ge=0, description="head engine: how often each process applies WAL records of the others"
+    )
     default_tenant: str = "default"
     keep_alive_seconds: int = Field(
         120,

@@ -17,6 +17,12 @@ from rtpm.storage.base import Storage
 T0 = 1_795_000_000_000
 
 
+@pytest.fixture
+def engine() -> str:
+    """Nothing here depends on the storage engine (alert state; back-fill only): the rows engine."""
+    return "rows"
+
+
 def new_rule(name: str = "HighCPU", tenant: str = "t1", **kw: object) -> AlertRule:
     return AlertRule(tenant=tenant, name=name, expr="cpu > 75", created_ms=T0, updated_ms=T0, **kw)  # type: ignore[arg-type]
 

@@ -20,6 +20,12 @@ HOUR = 3_600_000
 MATCH = [Matcher.equal("__name__", "req_total")]
 
 
+@pytest.fixture
+def engine() -> str:
+    """Nothing here depends on the storage engine (alert state; back-fill only): the rows engine."""
+    return "rows"
+
+
 async def answer_from_samples(storage: Storage, start: int, end: int, step: int, agg: Aggregation, group_by):  # type: ignore[no-untyped-def]
     found = await storage.querier("t", start, end).select(MATCH)
     return bucketize(found, start_ms=start, end_ms=end, step_ms=step, aggregation=agg, group_by=group_by)

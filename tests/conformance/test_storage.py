@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from rtpm.model.labels import Matcher, MatchType, make_labels
 from rtpm.model.samples import STALE_NAN, MetricMetadata, MetricType, WriteBatch, is_stale_nan
 from rtpm.storage.base import Storage
 
-T0 = 1_795_000_000_000  # a fixed instant (ms); storage accepts any time, the API edge limits it
+# The start of a chunk window a few hours ahead: storage accepts any time (the API edge limits
+# it), and so every sample written here is one the head engine takes (none is back-fill).
+T0 = (int(time.time() * 1000) // 7_200_000 + 2) * 7_200_000
 NAME = Matcher.equal("__name__", "cpu")
 
 

@@ -52,6 +52,15 @@ async def compact(store: MaintenanceStore, *, now_ms: int, opts: MaintenanceSett
     if rolled is not None:
         cutoff = min(cutoff, _floor(rolled, window))
     result = JobResult("compaction")
+    # Head engine: the head's windows are cut into chunks as soon as no on-time sample can still
+    # arrive there; never past the rollups, which read those samples from the head.
+    head_cutoff = _floor(now_ms - int((opts.late_grace_seconds + opts.safety_seconds) * 1000), window)
+    if rolled is not None:
+        head_cutoff = min(head_cutoff, _floor(rolled, window))
+    head_chunks, head_samples = await store.cut_head(head_cutoff)
+    if head_chunks:
+        result.samples += head_samples
+        result.details["head_chunks"] = head_chunks
     wm = await _start_of(store, "compacted_until", opts, window)
     await store.set_watermark("compacted_until", wm)
     while wm + window <= cutoff and result.items < _MAX_COMPACT_WINDOWS:

@@ -11,7 +11,9 @@ import numpy as np
 from rtpm.errors import TooManySamples
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, Series, SeriesStats
+from rtpm.storage import chunks
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.head import HeadLog
 
 Loaded = dict[int, tuple[I64, F64]]
 
@@ -24,24 +26,61 @@ def too_many_samples(limit: int | None) -> TooManySamples:
 class MergedQuerier:
     """Base of SqliteQuerier and PostgresQuerier: reads of one tenant within [start_ms, end_ms]."""
 
-    def __init__(self, tenant: str, start_ms: int, end_ms: int) -> None:
+    def __init__(self, tenant: str, start_ms: int, end_ms: int, head: HeadLog | None = None) -> None:
         self.tenant = tenant
         self.start_ms = start_ms
         self.end_ms = end_ms
+        self._head = head
 
     # -- primitives, one implementation per backend ---------------------------------------------
 
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         raise NotImplementedError
 
-    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
-        """Samples in range per series id: chunks and raw rows merged (raw wins on equal ts).
-        With `limit`, raises TooManySamples instead of reading more than that many samples
-        (whole chunks counted), without a separate counting pass."""
+    async def _load_stored(self, ids: list[int], limit: int | None = None) -> Loaded:
+        """Samples in range per series id in the database: chunks and raw rows merged (raw wins on
+        equal ts). With `limit`, raises TooManySamples instead of reading more than that many
+        samples (whole chunks counted), without a separate counting pass."""
         raise NotImplementedError
 
-    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+    async def _latest_stored(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         raise NotImplementedError
+
+    # -- the head merged over what is stored -----------------------------------------------------
+    #
+    # Order matters: catch up with the log, take the head's samples, then read the database. A cut
+    # that commits in between only makes the database hold what the head held already (equal
+    # samples); the head drops a window only after seeing the cut that put it into chunks.
+    # The head is newer than anything stored at its timestamps, so it wins on an equal ts.
+
+    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
+        if self._head is None:
+            return await self._load_stored(ids, limit)
+        await self._head.catch_up()
+        hot = self._head.head.read(ids, self.start_ms, self.end_ms)
+        in_head = sum(len(ts) for ts, _ in hot.values())
+        if limit is not None and in_head > limit:
+            raise too_many_samples(limit)
+        try:
+            stored = await self._load_stored(ids, None if limit is None else limit - in_head)
+        except TooManySamples:
+            raise too_many_samples(limit) from None
+        for sid, samples in hot.items():
+            old = stored.get(sid)
+            stored[sid] = samples if old is None else chunks.merge(old, samples)
+        return stored
+
+    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+        if self._head is None:
+            return await self._latest_stored(ids)
+        await self._head.catch_up()
+        hot = self._head.head.read(ids, self.start_ms, self.end_ms)
+        out = await self._latest_stored(ids)
+        for sid, (ts, values) in hot.items():
+            old = out.get(sid)
+            if old is None or int(ts[-1]) >= old[0]:
+                out[sid] = (int(ts[-1]), float(values[-1]))
+        return out
 
     # -- the Querier API ------------------------------------------------------------------------
 

@@ -19,12 +19,13 @@ LATE_COMPACT = "compact"  # late_writes.bucket is the chunk window start
 @dataclass
 class TsdbStatus:
     series_count: int
-    raw_samples: int
+    raw_samples: int  # samples not in chunks: raw rows, and the head engine's head
     chunk_samples: int
     chunks: int
     rollup_rows: dict[str, int]
     bytes_by_table: dict[str, int]
     top_metrics: list[tuple[str, int]] = field(default_factory=list)
+    wal_records: int = 0  # head engine: WAL records not yet wholly cut into chunks
 
 
 class MaintenanceStore(Protocol):
@@ -55,7 +56,15 @@ class MaintenanceStore(Protocol):
         window, merged with what the chunk held (raw rows win). Returns (chunks written, samples moved)."""
         ...
 
-    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]: ...
+    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]:
+        """Ids of the series with samples not in chunks (raw rows, or the head) in [start_ms, end_ms)."""
+        ...
+
+    async def cut_head(self, cutoff_ms: int) -> tuple[int, int]:
+        """Head engine: encode the head's samples older than `cutoff_ms` (a window edge) into
+        chunks, make that the cut and delete the WAL records wholly older, in one transaction.
+        Returns (chunks written, samples moved); (0, 0) on the rows engine."""
+        ...
 
     async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]: ...
 

@@ -27,7 +27,8 @@ from rtpm.model.samples import (
     MetricType,
     WriteBatch,
 )
-from rtpm.storage import chunks, migrations
+from rtpm.storage import chunks, migrations, wal
+from rtpm.storage._engine import HEAD_CUT, head_start, log_rebuild, refuse_rows_over_wal, split_at
 from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
     FlatSamples,
@@ -40,6 +41,7 @@ from rtpm.storage._series import (
     merged_metadata,
 )
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.postgres_alerts import PostgresAlertStore
 from rtpm.storage.postgres_dashboards import PostgresDashboardStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
@@ -47,6 +49,7 @@ from rtpm.storage.postgres_maintenance import PostgresMaintenance
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"
 _PARTITION_LOCK = 0x5254504E
+_WAL_LOCK = 0x5254504F  # held by a WAL record's transaction until commit, and by the cut
 
 _UNAVAILABLE = (
     OSError,
@@ -77,8 +80,13 @@ class PostgresStorage:
         connect_timeout_seconds: float = 10.0,
         late_grace_ms: int = 300_000,
         chunk_window_ms: int = 7_200_000,
+        engine: str = "rows",
+        head_max_series: int = 1_000_000,
+        wal_poll_seconds: float = 0.25,
     ) -> None:
         self._dsn = dsn
+        self.engine = engine
+        self._headlog = HeadLog(Head(head_max_series), self._wal_since, wal_poll_seconds) if engine == "head" else None
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = PostgresMaintenance(self)
@@ -142,8 +150,23 @@ class PostgresStorage:
     async def open(self) -> None:
         await self.connect()
         await self.migrate()
-        today = int(time.time() * 1000) // DAY_MS
+        now_ms = int(time.time() * 1000)
+        today = now_ms // DAY_MS
         await self._ensure_partitions(range(today - 1, today + self._days_ahead + 1))
+        async with self._conn() as conn:
+            pending = await conn.fetchval("SELECT COUNT(*) FROM wal_records")
+            if self._headlog is not None:
+                await conn.execute(
+                    "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    HEAD_CUT,
+                    head_start(now_ms, self._late_grace_ms, self._chunk_window_ms),
+                )
+        if self._headlog is None:
+            refuse_rows_over_wal(pending)
+            return
+        seconds = await self._headlog.rebuild()
+        log_rebuild(self._headlog, pending, seconds)
+        self._headlog.start()
 
     async def migrate(self) -> list[int]:
         async with self._conn() as conn, conn.transaction():
@@ -170,6 +193,8 @@ class PostgresStorage:
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        if self._headlog is not None:
+            await self._headlog.stop()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -228,20 +253,29 @@ class PostgresStorage:
             await self._ensure_partitions(days)
         meta = merged_metadata(batches)
         now_ms = int(time.time() * 1000)
+        record = None
         async with self._conn() as conn, conn.transaction():
-            if len(flat):
-                await self._insert_samples(conn, flat)
-                late = late_marks(flat, now_ms - self._late_grace_ms, self._chunk_window_ms)
-                if late:
-                    # one statement over arrays: a backfill marks thousands per flush
-                    await conn.execute(
-                        "INSERT INTO late_writes (kind, series_id, bucket) "
-                        "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
-                        "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = late_writes.seq + 1",
-                        [m[0] for m in late],
-                        [m[1] for m in late],
-                        [m[2] for m in late],
+            if self._headlog is None:
+                if len(flat):
+                    await self._insert_rows(conn, flat, now_ms)
+            elif len(flat):
+                # Under the WAL lock until commit: ids are taken in commit order (tailing by id never
+                # skips a record that commits later), and no cut commits between reading it and us.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+                cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
+                hot, late = split_at(flat, cut)
+                if len(late):
+                    await self._insert_rows(conn, late, now_ms, all_late=True)  # back-fill: the raw-row path
+                if len(hot):
+                    self._headlog.head.check_capacity(hot.series_ids)
+                    rid = await conn.fetchval(
+                        "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES ($1, $2, $3, $4) RETURNING id",
+                        int(hot.ts_ms.min()),
+                        int(hot.ts_ms.max()),
+                        len(hot),
+                        wal.encode(hot.series_ids, hot.ts_ms, hot.values),
                     )
+                    record = wal.Record(rid, hot.series_ids, hot.ts_ms, hot.values)
             if meta:
                 await conn.executemany(
                     "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "
@@ -249,7 +283,47 @@ class PostgresStorage:
                     "updated_ms = EXCLUDED.updated_ms",
                     [(t, md.name, md.type.value, md.unit, md.help, now_ms) for (t, _), md in meta.items()],
                 )
+        if record is not None and self._headlog is not None:
+            await self._headlog.after_commit(record)
         return len(flat)
+
+    async def _insert_rows(
+        self, conn: asyncpg.Connection, flat: FlatSamples, now_ms: int, *, all_late: bool = False
+    ) -> None:
+        """The row-per-sample path (the rows engine, and back-fill older than the head, which is
+        late by definition: its windows may be compacted already)."""
+        await self._insert_samples(conn, flat)
+        late_before = now_ms - self._late_grace_ms if not all_late else np.iinfo(np.int64).max
+        late = late_marks(flat, late_before, self._chunk_window_ms)
+        if late:
+            # one statement over arrays: a backfill marks thousands per flush
+            await conn.execute(
+                "INSERT INTO late_writes (kind, series_id, bucket) "
+                "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
+                "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = late_writes.seq + 1",
+                [m[0] for m in late],
+                [m[1] for m in late],
+                [m[2] for m in late],
+            )
+
+    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Record]]:
+        """The cut and the WAL records after `after_id`, in one statement (one snapshot)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT -1 AS id, NULL::bytea AS payload, value FROM maintenance_state WHERE name = $3 "
+                "UNION ALL (SELECT id, payload, NULL FROM wal_records WHERE id > $1 ORDER BY id LIMIT $2) ORDER BY 1",
+                after_id,
+                limit,
+                HEAD_CUT,
+            )
+        cut = None
+        records = []
+        for r in rows:
+            if r[0] == -1:
+                cut = r[2]
+            else:
+                records.append(wal.decode(r[0], r[1]))
+        return cut, records
 
     @staticmethod
     async def _insert_samples(conn: asyncpg.Connection, flat: FlatSamples) -> None:
@@ -384,14 +458,14 @@ def _decode_raw(rows: list[asyncpg.Record]) -> dict[int, tuple[I64, F64]]:
 
 class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
-        super().__init__(tenant, start_ms, end_ms)
+        super().__init__(tenant, start_ms, end_ms, storage._headlog)
         self._s = storage
 
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         async with self._s._conn() as conn:
             return await self._s._matching_series(conn, self.tenant, matchers)
 
-    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
+    async def _load_stored(self, ids: list[int], limit: int | None = None) -> Loaded:
         """Raw rows and chunks are read side by side on separate connections (and a large raw read
         split in two), so PostgreSQL works on both cores. Each read stops at the limit: at most
         `limit` samples from each part are read before the query is refused."""
@@ -430,7 +504,7 @@ class PostgresQuerier(MergedQuerier):
                 blobs.setdefault(r[0], []).append((r[1], r[2]))
         return blobs, n
 
-    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+    async def _latest_stored(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         async with self._s._conn() as conn:
             raw_rows = await conn.fetch(
                 "SELECT u.id, l.ts, l.value FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL "
@@ -457,7 +531,7 @@ class PostgresQuerier(MergedQuerier):
             else:  # the last chunk has nothing in range: look through all of them
                 look_further.append(r[0])
         if look_further:
-            for sid, (ts, vals) in (await self._load(look_further)).items():
+            for sid, (ts, vals) in (await self._load_stored(look_further)).items():
                 if len(ts):
                     candidates.setdefault(sid, []).append((int(ts[-1]), float(vals[-1])))
         for r in raw_rows:

@@ -144,7 +144,65 @@ class PostgresMaintenance:
                 start_ms,
                 end_ms,
             )
-        return [r[0] for r in rows]
+        found = [r[0] for r in rows]
+        headlog = self._s._headlog
+        if headlog is None:
+            return found
+        await headlog.catch_up()
+        return sorted(set(found).union(headlog.head.series_in(start_ms, end_ms)))
+
+    async def cut_head(self, cutoff_ms: int) -> tuple[int, int]:
+        """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
+        the WAL records wholly below it, in one transaction under the WAL lock (no WAL record
+        commits meanwhile, so the head, caught up inside it, holds every sample committed below)."""
+        from rtpm.storage import wal
+        from rtpm.storage._engine import HEAD_CUT, encode_windows, windows_of
+        from rtpm.storage.postgres import _WAL_LOCK
+
+        headlog = self._s._headlog
+        if headlog is None:
+            return 0, 0
+        head = headlog.head
+        window = self._s._chunk_window_ms
+        cutoff_ms -= cutoff_ms % window
+        async with self._s._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+            cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
+            if cut is None or cutoff_ms <= cut:
+                return 0, 0
+            for r in await conn.fetch("SELECT id, payload FROM wal_records WHERE id > $1 ORDER BY id", head.last_id):
+                head.apply(wal.decode(r[0], r[1]), contiguous=False)
+            sids, ts, values = head.below(cutoff_ms)
+            keys = sorted({(sid, w) for sid, w, _, _ in windows_of(sids, ts, window)})
+            stored = {
+                (r[0], r[1]): (r[2], r[3])
+                for r in await conn.fetch(
+                    "SELECT c.series_id, c.window_start, c.ts_data, c.value_data FROM chunks c "
+                    "JOIN unnest($1::bigint[], $2::bigint[]) AS u(s, w) ON c.series_id = u.s AND c.window_start = u.w",
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                )
+            }
+            encoded = encode_windows(sids, ts, values, window, stored)
+            if encoded:
+                await conn.execute(
+                    "INSERT INTO chunks (series_id, window_start, min_ts, max_ts, count, ts_data, value_data) "
+                    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], "
+                    "$6::bytea[], $7::bytea[]) ON CONFLICT (series_id, window_start) DO UPDATE "
+                    "SET min_ts = EXCLUDED.min_ts, max_ts = EXCLUDED.max_ts, count = EXCLUDED.count, "
+                    "ts_data = EXCLUDED.ts_data, value_data = EXCLUDED.value_data",
+                    [e[0] for e in encoded],
+                    [e[1] for e in encoded],
+                    [e[2].min_ts for e in encoded],
+                    [e[2].max_ts for e in encoded],
+                    [e[2].count for e in encoded],
+                    [e[2].ts_data for e in encoded],
+                    [e[2].value_data for e in encoded],
+                )
+            await conn.execute("UPDATE maintenance_state SET value = $1 WHERE name = $2", cutoff_ms, HEAD_CUT)
+            await conn.execute("DELETE FROM wal_records WHERE max_ts < $1", cutoff_ms)
+        head.set_floor(cutoff_ms)
+        return len(encoded), len(ts)
 
     async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
         async with self._s._conn() as conn:
@@ -269,6 +327,14 @@ class PostgresMaintenance:
             for name, _ in await conn.fetch(_PARTITIONS):
                 samples_size += await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
             sizes["samples"] = samples_size
+            sizes["wal_records"] = await conn.fetchval("SELECT pg_total_relation_size('wal_records'::regclass)")
+            headlog = self._s._headlog
+            if headlog is not None:
+                ids = None
+                if tenant is not None:
+                    ids = [r[0] for r in await conn.fetch("SELECT id FROM series WHERE tenant = $1", tenant)]
+                raw += headlog.head.count(ids)
+            wal_records = await conn.fetchval("SELECT COUNT(*) FROM wal_records")
         return TsdbStatus(
             int(series),
             int(raw),
@@ -277,6 +343,7 @@ class PostgresMaintenance:
             {str(r[0]): int(r[1]) for r in rollup_rows},
             {k: int(v) for k, v in sizes.items()},
             [(r[0], int(r[1])) for r in top_rows],
+            int(wal_records),
         )
 
 

@@ -27,9 +27,11 @@ from rtpm.model.samples import (
     MetricType,
     WriteBatch,
 )
-from rtpm.storage import chunks, migrations
+from rtpm.storage import chunks, migrations, wal
+from rtpm.storage._engine import HEAD_CUT, head_start, log_rebuild, refuse_rows_over_wal, split_at
 from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
+    FlatSamples,
     LabelsCache,
     SeriesIdCache,
     encode_labels,
@@ -39,6 +41,7 @@ from rtpm.storage._series import (
     merged_metadata,
 )
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.sqlite_alerts import SqliteAlertStore
 from rtpm.storage.sqlite_dashboards import SqliteDashboardStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
@@ -65,8 +68,13 @@ class SqliteStorage:
         read_threads: int = 2,
         late_grace_ms: int = 300_000,
         chunk_window_ms: int = 7_200_000,
+        engine: str = "rows",
+        head_max_series: int = 1_000_000,
+        wal_poll_seconds: float = 0.25,
     ) -> None:
         self._path = path
+        self.engine = engine
+        self._headlog = HeadLog(Head(head_max_series), self._wal_since, wal_poll_seconds) if engine == "head" else None
         self._synchronous = synchronous
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
@@ -129,6 +137,22 @@ class SqliteStorage:
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         await self.migrate()
+        pending = await self._read(lambda c: c.execute("SELECT COUNT(*) FROM wal_records").fetchone()[0])
+        if self._headlog is None:
+            refuse_rows_over_wal(pending)
+            return
+        start = head_start(int(time.time() * 1000), self._late_grace_ms, self._chunk_window_ms)
+
+        def init_cut(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO maintenance_state (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (HEAD_CUT, start),
+            )
+
+        await self._write(init_cut)
+        seconds = await self._headlog.rebuild()
+        log_rebuild(self._headlog, pending, seconds)
+        self._headlog.start()
 
     async def migrate(self) -> list[int]:
         def run(conn: sqlite3.Connection) -> list[int]:
@@ -162,6 +186,8 @@ class SqliteStorage:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
+        if self._headlog is not None:
+            await self._headlog.stop()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         with self._lock:
@@ -175,41 +201,33 @@ class SqliteStorage:
         per_batch, missing = self._ids.resolve(batches)
         now_ms = int(time.time() * 1000)
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: sqlite3.Connection) -> tuple[int, wal.Record | None]:
             conn.execute("BEGIN IMMEDIATE")
+            record = None
             try:
                 new_ids = self._ensure_series(conn, missing, now_ms)
                 self._ids.complete(batches, per_batch, new_ids)
                 flat = flatten(batches, per_batch)
-                finite = ~np.isnan(flat.values)
-                rows: Any
-                if finite.all():
-                    rows = zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True)
-                    conn.executemany(
-                        "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, NULL) "
-                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, nan_bits = NULL",
-                        rows,
-                    )
-                else:
-                    rows = [
-                        (s, t, v, None) if v == v else (s, t, None, _nan_bits(v))
-                        for s, t, v in zip(
-                            flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True
+                if self._headlog is None:
+                    self._insert_rows(conn, flat, now_ms)
+                elif len(flat):
+                    # in the transaction (BEGIN IMMEDIATE: the one writer): no cut commits meanwhile
+                    hot, late = split_at(flat, _cut_until(conn))
+                    if len(late):
+                        self._insert_rows(conn, late, now_ms, all_late=True)  # back-fill: the raw-row path
+                    if len(hot):
+                        self._headlog.head.check_capacity(hot.series_ids)
+                        cur = conn.execute(
+                            "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES (?, ?, ?, ?)",
+                            (
+                                int(hot.ts_ms.min()),
+                                int(hot.ts_ms.max()),
+                                len(hot),
+                                wal.encode(hot.series_ids, hot.ts_ms, hot.values),
+                            ),
                         )
-                    ]
-                    conn.executemany(
-                        "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
-                        "nan_bits = excluded.nan_bits",
-                        rows,
-                    )
-                late = late_marks(flat, now_ms - self._late_grace_ms, self._chunk_window_ms)
-                if late:
-                    conn.executemany(
-                        "INSERT INTO late_writes (kind, series_id, bucket) VALUES (?, ?, ?) "
-                        "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = seq + 1",
-                        late,
-                    )
+                        assert cur.lastrowid is not None
+                        record = wal.Record(cur.lastrowid, hot.series_ids, hot.ts_ms, hot.values)
                 meta = merged_metadata(batches)
                 if meta:
                     conn.executemany(
@@ -223,9 +241,60 @@ class SqliteStorage:
                 conn.execute("ROLLBACK")
                 raise
             self._ids.remember(new_ids)
-            return len(flat)
+            return len(flat), record
 
-        return await self._write(run)
+        written, record = await self._write(run)
+        if record is not None and self._headlog is not None:
+            await self._headlog.after_commit(record)
+        return written
+
+    def _insert_rows(self, conn: sqlite3.Connection, flat: FlatSamples, now_ms: int, *, all_late: bool = False) -> None:
+        """The row-per-sample path (the rows engine, and back-fill older than the head, which is
+        late by definition: its windows may be compacted already)."""
+        finite = ~np.isnan(flat.values)
+        rows: Any
+        if finite.all():
+            rows = zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True)
+            conn.executemany(
+                "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, NULL) "
+                "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, nan_bits = NULL",
+                rows,
+            )
+        else:
+            rows = [
+                (s, t, v, None) if v == v else (s, t, None, _nan_bits(v))
+                for s, t, v in zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True)
+            ]
+            conn.executemany(
+                "INSERT INTO samples (series_id, ts, value, nan_bits) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
+                "nan_bits = excluded.nan_bits",
+                rows,
+            )
+        late_before = now_ms - self._late_grace_ms if not all_late else np.iinfo(np.int64).max
+        late = late_marks(flat, late_before, self._chunk_window_ms)
+        if late:
+            conn.executemany(
+                "INSERT INTO late_writes (kind, series_id, bucket) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = seq + 1",
+                late,
+            )
+
+    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Record]]:
+        """The cut and the WAL records after `after_id`, read in one snapshot (one read transaction)."""
+
+        def run(conn: sqlite3.Connection) -> tuple[int | None, list[wal.Record]]:
+            conn.execute("BEGIN")
+            try:
+                cut = _cut_until(conn)
+                rows = conn.execute(
+                    "SELECT id, payload FROM wal_records WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return cut, [wal.decode(rid, payload) for rid, payload in rows]
+
+        return await self._read(run)
 
     @staticmethod
     def _ensure_series(
@@ -290,13 +359,18 @@ class SqliteStorage:
         return filter_series(cur, matchers, self._labels)
 
 
+def _cut_until(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM maintenance_state WHERE name = ?", (HEAD_CUT,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _sample_value(value: float | None, nan_bits: int | None) -> float:
     return value if value is not None else _from_bits(nan_bits or 0)
 
 
 class SqliteQuerier(MergedQuerier):
     def __init__(self, storage: SqliteStorage, tenant: str, start_ms: int, end_ms: int) -> None:
-        super().__init__(tenant, start_ms, end_ms)
+        super().__init__(tenant, start_ms, end_ms, storage._headlog)
         self._s = storage
 
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
@@ -328,7 +402,7 @@ class SqliteQuerier(MergedQuerier):
             (sid, self.end_ms, self.start_ms),
         ).fetchone()[0]
 
-    async def _load(self, ids: list[int], limit: int | None = None) -> Loaded:
+    async def _load_stored(self, ids: list[int], limit: int | None = None) -> Loaded:
         def run(conn: sqlite3.Connection) -> Loaded:
             out: Loaded = {}
             left = limit
@@ -350,7 +424,7 @@ class SqliteQuerier(MergedQuerier):
 
         return await self._s._read(run)
 
-    async def _latest(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+    async def _latest_stored(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         def run(conn: sqlite3.Connection) -> dict[int, tuple[int, float]]:
             candidates: dict[int, list[tuple[int, float]]] = {}
             for sid in ids:

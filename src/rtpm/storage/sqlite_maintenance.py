@@ -13,6 +13,7 @@ import numpy as np
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
+from rtpm.storage._engine import windows_of as _windows
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.maintenance import TsdbStatus
 
@@ -162,7 +163,61 @@ class SqliteMaintenance:
                 ).fetchone()
             ]
 
-        return await self._s._read(run)
+        found = await self._s._read(run)
+        headlog = self._s._headlog
+        if headlog is None:
+            return found
+        await headlog.catch_up()
+        return sorted(set(found).union(headlog.head.series_in(start_ms, end_ms)))
+
+    async def cut_head(self, cutoff_ms: int) -> tuple[int, int]:
+        """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
+        the WAL records wholly below it, in one transaction (BEGIN IMMEDIATE: no write commits
+        meanwhile, so the head, caught up inside it, holds every sample committed below)."""
+        from rtpm.storage import wal
+        from rtpm.storage._engine import HEAD_CUT, encode_windows
+        from rtpm.storage.sqlite import _cut_until
+
+        headlog = self._s._headlog
+        if headlog is None:
+            return 0, 0
+        head = headlog.head
+        window = self._s._chunk_window_ms
+        cutoff_ms -= cutoff_ms % window
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int] | None:
+            with _tx(conn):
+                cut = _cut_until(conn)
+                if cut is None or cutoff_ms <= cut:
+                    return None
+                for rid, payload in conn.execute(
+                    "SELECT id, payload FROM wal_records WHERE id > ? ORDER BY id", (head.last_id,)
+                ).fetchall():
+                    head.apply(wal.decode(rid, payload), contiguous=False)
+                sids, ts, values = head.below(cutoff_ms)
+                stored = {}
+                for sid, start in {(s, w) for s, w, _, _ in _windows(sids, ts, window)}:
+                    row = conn.execute(
+                        "SELECT ts_data, value_data FROM chunks WHERE series_id = ? AND window_start = ?", (sid, start)
+                    ).fetchone()
+                    if row is not None:
+                        stored[(sid, start)] = (row[0], row[1])
+                encoded = encode_windows(sids, ts, values, window, stored)
+                conn.executemany(
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_id, window_start) DO UPDATE "
+                    "SET min_ts = excluded.min_ts, max_ts = excluded.max_ts, count = excluded.count, "
+                    "ts_data = excluded.ts_data, value_data = excluded.value_data",
+                    [(sid, w, c.min_ts, c.max_ts, c.count, c.ts_data, c.value_data) for sid, w, c in encoded],
+                )
+                conn.execute("UPDATE maintenance_state SET value = ? WHERE name = ?", (cutoff_ms, HEAD_CUT))
+                conn.execute("DELETE FROM wal_records WHERE max_ts < ?", (cutoff_ms,))
+            return len(encoded), len(ts)
+
+        done = await self._s._write(run)
+        if done is None:
+            return 0, 0
+        head.set_floor(cutoff_ms)
+        return done
 
     async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
         def run(conn: sqlite3.Connection) -> list[int]:
@@ -280,8 +335,13 @@ class SqliteMaintenance:
                 )
             }
             sizes = {r[0]: r[1] for r in conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")}
+            headlog = self._s._headlog
+            if headlog is not None:
+                ids = None if tenant is None else [r[0] for r in conn.execute(f"SELECT id FROM series {where}", args)]
+                raw += headlog.head.count(ids)
+            wal_records = conn.execute("SELECT COUNT(*) FROM wal_records").fetchone()[0]
             return TsdbStatus(
-                series, raw, chunk_samples, chunk_count, rollup_rows, sizes, [(n, c) for n, c in top_rows]
+                series, raw, chunk_samples, chunk_count, rollup_rows, sizes, [(n, c) for n, c in top_rows], wal_records
             )
 
         return await self._s._read(run)

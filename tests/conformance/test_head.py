@@ -1,0 +1,184 @@
+"""The head engine on both backends: head only, chunks only, head and chunks across a window
+edge, out-of-order and identical timestamps, back-fill older than the head, a restart between
+write and read, two processes on one database, and the limit of active series."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from rtpm.errors import OverloadedError
+from rtpm.model.labels import Matcher, make_labels
+from rtpm.model.samples import STALE_NAN, WriteBatch
+from rtpm.settings import Settings
+from rtpm.storage.base import Storage
+
+W = 7_200_000  # the chunk window (default)
+T0 = (int(time.time() * 1000) // W + 2) * W  # a window edge ahead of the head's start
+NAME = Matcher.equal("__name__", "cpu")
+
+
+@pytest.fixture
+def head_settings(backend_settings: Settings) -> Settings:
+    return backend_settings.model_copy(update={"storage_engine": "head", "storage_wal_poll_seconds": 0})
+
+
+@pytest.fixture
+def open_storage(head_settings: Settings) -> Callable[..., object]:
+    from rtpm.bootstrap import make_storage
+
+    opened: list[Storage] = []
+
+    async def make(**overrides: object) -> Storage:
+        s = make_storage(head_settings.model_copy(update=overrides))
+        await s.open()
+        opened.append(s)
+        return s
+
+    make.opened = opened  # type: ignore[attr-defined]
+    return make
+
+
+@pytest.fixture
+async def head(open_storage: Callable[..., object]) -> AsyncIterator[Storage]:
+    s = await open_storage()  # type: ignore[misc]
+    yield s
+    for o in open_storage.opened:  # type: ignore[attr-defined]
+        await o.close()
+
+
+def batch(*samples: tuple[str, int, float]) -> WriteBatch:
+    b = WriteBatch("t")
+    for host, ts, value in samples:
+        b.add(make_labels("cpu", {"host": host}), ts, value)
+    return b
+
+
+async def read(storage: Storage, start: int = T0 - 2 * W, end: int = T0 + 3 * W) -> dict[str, list[tuple[int, int]]]:
+    """host -> [(ts, value bits)] (bits: NaN and staleness markers compare exactly)."""
+    found = await storage.querier("t", start, end).select([NAME])
+    return {
+        dict(s.labels)["host"]: list(zip(s.ts_ms.tolist(), s.values.view(np.uint64).tolist(), strict=True))
+        for s in found
+    }
+
+
+def bits(v: float) -> int:
+    return int(np.float64(v).view(np.uint64))
+
+
+async def cut(storage: Storage, cutoff: int) -> tuple[int, int]:
+    return await storage.maintenance.cut_head(cutoff)  # type: ignore[attr-defined,no-any-return]
+
+
+async def status(storage: Storage):  # type: ignore[no-untyped-def]
+    return await storage.maintenance.status("t")  # type: ignore[attr-defined]
+
+
+async def test_head_only_one_wal_record_per_flush(head: Storage) -> None:
+    await head.write([batch(("a", T0, 1.0), ("b", T0, 2.0)), batch(("a", T0 + 10_000, 3.0))])
+    await head.write([batch(("a", T0 + 20_000, STALE_NAN))])
+    got = await read(head)
+    assert got == {
+        "a": [(T0, bits(1.0)), (T0 + 10_000, bits(3.0)), (T0 + 20_000, bits(STALE_NAN))],
+        "b": [(T0, bits(2.0))],
+    }
+    st = await status(head)
+    assert (st.wal_records, st.raw_samples, st.chunk_samples) == (2, 4, 0)
+
+
+async def test_chunks_only_after_the_cut(head: Storage) -> None:
+    await head.write([batch(*[("a", T0 + i * 15_000, float(i)) for i in range(40)], ("b", T0 + 5, math.inf))])
+    before = await read(head)
+    chunks, moved = await cut(head, T0 + W)
+    assert (chunks, moved) == (2, 41)
+    assert await read(head) == before
+    st = await status(head)
+    assert (st.wal_records, st.raw_samples, st.chunk_samples, st.chunks) == (0, 0, 41, 2)
+    assert await cut(head, T0 + W) == (0, 0)  # again: nothing to do
+
+
+async def test_head_and_chunks_across_a_window_edge(head: Storage) -> None:
+    samples = [("a", T0 + W - 60_000 + i * 10_000, float(i)) for i in range(12)]  # 6 before the edge, 6 after
+    await head.write([batch(*samples)])
+    chunks, moved = await cut(head, T0 + W)
+    assert (chunks, moved) == (1, 6)
+    st = await status(head)
+    assert (st.raw_samples, st.chunk_samples, st.wal_records) == (6, 6, 1)  # the record straddles the edge: kept
+    assert await read(head) == {"a": [(ts, bits(v)) for _, ts, v in samples]}
+    q = head.querier("t", T0 + W - 30_000, T0 + W + 30_000)
+    [s] = await q.select([NAME])
+    assert s.ts_ms.tolist() == [T0 + W - 30_000 + i * 10_000 for i in range(7)]
+    [latest] = await q.latest([NAME])
+    assert (latest.ts_ms, latest.value) == (T0 + W + 30_000, 9.0)
+    [stats] = await q.stats([NAME])
+    assert (stats.count, stats.sum, stats.first_ts_ms) == (7, sum(range(3, 10)), T0 + W - 30_000)
+
+
+async def test_out_of_order_and_identical_timestamps_in_the_head(head: Storage) -> None:
+    await head.write([batch(("a", T0 + 30_000, 3.0), ("a", T0 + 10_000, 1.0))])
+    await head.write([batch(("a", T0 + 20_000, 2.0), ("a", T0 + 10_000, 10.0))])  # older and a rewrite
+    await head.write([batch(("a", T0 + 30_000, 30.0)), batch(("a", T0 + 30_000, 31.0))])  # last of one flush wins
+    want = {"a": [(T0 + 10_000, bits(10.0)), (T0 + 20_000, bits(2.0)), (T0 + 30_000, bits(31.0))]}
+    assert await read(head) == want
+    await cut(head, T0 + W)
+    assert await read(head) == want
+
+
+async def test_back_fill_older_than_the_head_takes_the_row_path(head: Storage) -> None:
+    await head.write([batch(("a", T0 + 10_000, 1.0), ("a", T0 + 20_000, 2.0))])
+    await cut(head, T0 + W)
+    # older than the head now: a new sample and a rewrite of a chunked one (the last written wins)
+    await head.write([batch(("a", T0 + 15_000, 1.5), ("a", T0 + 20_000, 20.0), ("a", T0 + W + 5, 9.0))])
+    assert await read(head) == {
+        "a": [(T0 + 10_000, bits(1.0)), (T0 + 15_000, bits(1.5)), (T0 + 20_000, bits(20.0)), (T0 + W + 5, bits(9.0))]
+    }
+    st = await status(head)
+    assert (st.chunk_samples, st.wal_records) == (2, 1)  # 2 back-fill rows + 1 head sample are not in chunks
+    assert st.raw_samples == 3
+    assert await head.maintenance.late_writes("compact", 10)  # type: ignore[attr-defined]
+
+
+async def test_restart_between_write_and_read(head: Storage, open_storage: Callable[..., object]) -> None:
+    await head.write([batch(*[("a", T0 + W - 20_000 + i * 10_000, float(i)) for i in range(4)])])
+    await cut(head, T0 + W)  # half of the record is in chunks now
+    await head.write([batch(("a", T0 + W - 10_000, 100.0), ("b", T0 + W + 1, 7.0))])  # back-fill + head
+    before = await read(head)
+    await head.close()
+    again: Storage = await open_storage()  # type: ignore[misc]
+    assert await read(again) == before
+    assert before["a"][1] == (T0 + W - 10_000, bits(100.0))
+    st = await status(again)
+    assert st.raw_samples == 4  # a's 2 head samples, b's, the back-fill row
+
+
+async def test_a_second_process_reads_what_the_first_wrote(head: Storage, open_storage: Callable[..., object]) -> None:
+    other: Storage = await open_storage()  # type: ignore[misc]
+    await head.write([batch(("a", T0, 1.0))])
+    assert await read(other) == {"a": [(T0, bits(1.0))]}  # the read caught up with the WAL first
+    await other.write([batch(("a", T0, 2.0), ("b", T0 + W + 1, 3.0))])  # the other's rewrite is newer
+    await head.write([batch(("b", T0 + W + 2, 4.0))])
+    want = {"a": [(T0, bits(2.0))], "b": [(T0 + W + 1, bits(3.0)), (T0 + W + 2, bits(4.0))]}
+    assert await read(head) == want
+    assert await read(other) == want
+    await cut(head, T0 + W)  # cut by one process: the other drops what is now in chunks
+    assert await read(other) == want
+    assert other._headlog.head.count() == 2  # type: ignore[attr-defined]
+
+
+async def test_new_series_past_the_head_limit_are_refused(open_storage: Callable[..., object]) -> None:
+    small: Storage = await open_storage(storage_head_max_series=3)  # type: ignore[misc]
+    try:
+        await small.write([batch(("a", T0, 1.0), ("b", T0, 1.0), ("c", T0, 1.0))])
+        with pytest.raises(OverloadedError, match="maximum of 3 active series.*RTPM_STORAGE_HEAD_MAX_SERIES"):
+            await small.write([batch(("d", T0, 1.0))])
+        await small.write([batch(("a", T0 + 1, 2.0))])  # series in the head still take samples
+        await cut(small, T0 + W)  # the head is empty again: room for new series
+        await small.write([batch(("d", T0 + W, 1.0))])
+        assert sorted(await read(small)) == ["a", "b", "c", "d"]
+    finally:
+        await small.close()
