@@ -138,6 +138,11 @@ class RealtimeSettings(BaseModel):
     idle_ping_seconds: float = Field(20.0, gt=0, description="Ping a connection this often (protocol ping)")
     idle_timeout_seconds: float = Field(20.0, gt=0, description="Close it when the pong takes longer")
     compression: bool = Field(False, description="permessage-deflate (costs ~40 KiB and CPU per connection)")
+    subscribe_on_connect: bool = Field(
+        False,
+        description="Subscribe every new connection to all metrics of its tenant, as the original RTPM API "
+        "streamed to every client without a subscribe message (its k6 script and tests)",
+    )
     publish_queue_max_samples: int = Field(1_000_000, ge=1, description="Committed samples waiting to be published")
     match_cache_max_series: int = Field(200_000, ge=1, description="Series whose subscribers are remembered")
     redis_reconnect_max_seconds: float = Field(5.0, gt=0, description="Longest wait between Redis reconnects")

@@ -23,7 +23,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtpmServer]:
     tmp: Path = tmp_path_factory.mktemp("original_api_anonymous")
-    env = {"RTPM_DATA_DIR": str(tmp / "data"), "RTPM_AUTH__ANONYMOUS_ROLE": "editor"}
+    env = {
+        "RTPM_DATA_DIR": str(tmp / "data"),
+        "RTPM_AUTH__ANONYMOUS_ROLE": "editor",
+        "RTPM_REALTIME__SUBSCRIBE_ON_CONNECT": "true",  # the original's WebSocket clients never subscribe
+    }
     s = RtpmServer(env=env, log_path=tmp / "server.log")
     s.start()
     try:
@@ -63,6 +67,23 @@ def _agent(agent_id: str) -> dict[str, Any]:
     }
 
 
+_AGENT_METRICS = [
+    {"name": f"agent_{n}"}
+    for n in (
+        "cpu",
+        "memory",
+        "request_rate",
+        "error_rate",
+        "response_time",
+        "throughput",
+        "active_connections",
+        "queue_depth",
+        "disk_usage",
+        "network_latency",
+    )
+]
+
+
 def test_the_k6_scripts_calls_without_a_credential(server: RtpmServer, anon: httpx.Client) -> None:
     for i in range(3):
         r = anon.post("/api/v1/metrics", content=json.dumps(_agent(f"agent-{i:04d}")))
@@ -78,20 +99,23 @@ def test_the_k6_scripts_calls_without_a_credential(server: RtpmServer, anon: htt
     text = anon.get("/metrics").text
     assert "rtpm_request_total" in text and "rtpm_request_latency_seconds" in text
 
-    # WebSocket without a token: every message has a type and a timestamp; subscribed, it gets updates
+    # WebSocket without a token and without a subscribe (RTPM_REALTIME__SUBSCRIBE_ON_CONNECT): every
+    # message has a type and a timestamp, and the metrics come as the original's `payload`
     with connect(server.url.replace("http://", "ws://") + "/ws/metrics") as ws:
         hello = json.loads(ws.recv(timeout=10))
-        assert hello["type"] == "connection" and "timestamp" in hello
-        ws.send(json.dumps({"type": "subscribe", "metrics": ["agent_cpu"]}))
+        assert hello["type"] == "connection" and hello["status"] == "connected" and "timestamp" in hello
         assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
         assert anon.post("/api/v1/metrics", content=json.dumps(_agent("agent-ws"))).status_code == 200
         deadline = time.monotonic() + 10
-        while True:
+        names = set()
+        while names != {m["name"] for m in _AGENT_METRICS}:
             msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
             assert "type" in msg and "timestamp" in msg
             if msg["type"] == "metric":
-                break
-        assert msg["payload"]["name"] == "agent_cpu" and msg["payload"]["labels"] == {"agent_id": "agent-ws"}
+                assert msg["payload"]["labels"] == {"agent_id": "agent-ws"}
+                names.add(msg["payload"]["name"])
+                if msg["payload"]["name"] == "agent_cpu":
+                    assert msg["payload"]["value"] == 12.5
 
 
 def test_the_locustfiles_tasks_after_its_login_fails(anon: httpx.Client) -> None:

@@ -29,6 +29,10 @@ def test_detailed_reports_every_dependency(server_factory: Callable[..., RtpmSer
     assert checks["write_buffer"]["status"] == "up"
     assert checks["write_buffer"]["pending_samples"] == 0
     assert body["status"] == "degraded"
+    # the original RTPM API's status report tells the same (issue 16)
+    status = httpx.get(server.url + "/api/v1/status", timeout=30).json()
+    assert status["status"] == "degraded"
+    assert status["services"] == {"api": "healthy", "database": "healthy", "cache": "degraded"}
     assert httpx.get(server.url + "/health/ready").json()["status"] == "ready"
     assert httpx.get(server.url + "/health/live").json() == {"status": "alive"}
 

@@ -24,6 +24,7 @@ from rtpm.realtime.hub import ALERTS_READ, METRICS_READ, CloseFn, ConnectionHub,
 from rtpm.realtime.protocol import (
     ProtocolLimits,
     Subscribe,
+    SubscriptionSpec,
     Unsubscribe,
     encode,
     error_message,
@@ -139,6 +140,11 @@ async def live_metrics(websocket: WebSocket, caller: Annotated[LiveCaller | Rtpm
                 _now_ms(services),
             )
         )
+        if opts.subscribe_on_connect and METRICS_READ in caller.scopes:
+            # the original RTPM API's clients never subscribe: they are sent every metric
+            spec = SubscriptionSpec(kind="metrics")
+            sub_id = hub.subscribe(conn, spec, caller.scopes)
+            conn.reply(encode({"type": "subscribed", "id": sub_id, "data": spec.describe()}, _now_ms(services)))
         await _receive_loop(websocket, services, hub, conn, caller, limits)
     finally:
         hub.disconnect(conn)
