@@ -97,6 +97,8 @@ def aggregate(op: str, vec: Vector, grouping: list[str], without: bool, param: F
 def _select(op: str, vec: Vector, grouping: list[str], without: bool, param: F64) -> Vector:
     """topk/bottomk/limitk/limit_ratio: keep input rows (and their labels) where selected."""
     present = np.zeros_like(vec.present)
+    if np.isnan(param).any():
+        raise QueryError("Ratio value is NaN" if op == "limit_ratio" else "Parameter value is NaN")
     if op == "limit_ratio":
         ratio = np.clip(param, -1.0, 1.0)
         offs = np.array([(fingerprint(lb) & 0xFFFFFFFFFFFF) / float(1 << 48) for lb in vec.labels])
@@ -104,8 +106,9 @@ def _select(op: str, vec: Vector, grouping: list[str], without: bool, param: F64
             keep = np.where(ratio[None, :] >= 0, offs[:, None] < ratio[None, :], offs[:, None] >= 1.0 + ratio[None, :])
             present = vec.present & keep
         return Vector(list(vec.labels), vec.values, present)
-    k = np.where(np.isnan(param), 0, np.clip(param, -1, 2**62)).astype(np.int64)
+    k = np.clip(param, -1, 2**62).astype(np.int64)
     _, groups = _groups(vec, grouping, without)
+    shown: list[int] = []  # an instant answer lists each group's rows in rank order, as Prometheus does
     for rows in groups:
         v, p = vec.values[rows], vec.present[rows]
         if op == "limitk":
@@ -118,7 +121,12 @@ def _select(op: str, vec: Vector, grouping: list[str], without: bool, param: F64
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(len(rows))[:, None].repeat(v.shape[1], axis=1), axis=0)
         present[rows] = p & (rank < k[None, :])
-    return Vector(list(vec.labels), vec.values, present)
+        if v.shape[1] == 1:
+            shown.extend(np.asarray(rows)[np.argsort(rank[:, 0], kind="stable")].tolist())
+    out = Vector(list(vec.labels), vec.values, present)
+    if vec.values.shape[1] == 1 and op != "limitk":
+        out.order = shown
+    return out
 
 
 def _count_values(vec: Vector, grouping: list[str], without: bool, label: str, steps: int) -> Vector:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rtpm.errors import QueryError
-from rtpm.model.labels import METRIC_NAME, Labels, is_valid_label_name
+from rtpm.model.labels import METRIC_NAME, Labels, is_valid_label_name, re2_to_python
 from rtpm.query.promql.values import F64, Vector, drop_name
 
 VECTOR_MATH: dict[str, Callable[[F64], F64]] = {
@@ -125,7 +125,7 @@ def _set(labels: Labels, name: str, value: str) -> Labels:
 
 def label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
     try:
-        rx = re.compile(regex, re.DOTALL)
+        rx = re.compile(re2_to_python(regex), re.DOTALL)
     except re.error as exc:
         raise QueryError(f"invalid regular expression in label_replace(): {regex}: {exc}") from None
     if not is_valid_label_name(dst) and dst != METRIC_NAME:

@@ -68,10 +68,15 @@ class RangeVec:
 Value = Scalar | String | Vector | RangeVec
 
 
+_DROPPED_WITH_NAME = frozenset({METRIC_NAME, "__type__", "__unit__"})
+
+
 def drop_name(labels: Labels) -> Labels:
-    if labels and labels[0][0] == METRIC_NAME:
-        return labels[1:]
-    return tuple(p for p in labels if p[0] != METRIC_NAME)
+    """The labels without the metric name, and without the type and unit labels that belong to it
+    (`__type__`, `__unit__`, as Prometheus drops them with the name)."""
+    if labels and labels[0][0] == METRIC_NAME and (len(labels) == 1 or labels[1][0] > "__unit__"):
+        return labels[1:]  # sorted labels: nothing else to drop
+    return tuple(p for p in labels if p[0] not in _DROPPED_WITH_NAME)
 
 
 # ---- Prometheus' JSON number formats --------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Details where RTPM follows Prometheus 3 / Go: RE2 regular expressions in Python, type and unit
+labels dropped with the name, topk/bottomk order and NaN parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rtpm.errors import QueryError
+from rtpm.model.labels import Matcher, MatchType, make_labels, re2_to_python
+from rtpm.model.samples import WriteBatch
+from rtpm.query.promql.engine import Engine
+from rtpm.query.promql.jsonfmt import render
+from rtpm.query.promql.values import drop_name
+from rtpm.storage.sqlite import SqliteStorage
+
+T = "t"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        (".*((?i)DUC).*", ["production", "PRODUCTION"], ["prod"]),
+        ("((?i)PRO).*", ["Production"], ["xpro"]),
+        ("a(?i)b|c", ["aB", "C", "c"], ["AB"]),  # flags hold to the end of the group, across |
+        ("(a(?i)b|c)d", ["aBd", "Cd"], ["CD"]),
+        ("(?i)abc", ["ABC"], ["ab"]),
+        ("[[:alpha:]]+[[:digit:]]", ["abc1"], ["abc", "1"]),
+        ("x\\z", ["x"], ["x\n"]),
+    ],
+)
+def test_re2_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
+    rx = re.compile(re2_to_python(pattern), re.DOTALL)
+    assert all(rx.fullmatch(s) for s in yes)
+    assert not any(rx.fullmatch(s) for s in no)
+    m = Matcher("l", MatchType.REGEX, pattern)
+    assert m.matches(yes[0]) and not m.matches(no[0])
+
+
+def test_drop_name_drops_type_and_unit() -> None:
+    lb = make_labels("m", {"__type__": "counter", "__unit__": "bytes", "a": "1"})
+    assert drop_name(lb) == (("a", "1"),)
+    assert drop_name(make_labels("m", {"a": "1"})) == (("a", "1"),)
+    assert drop_name((("A", "x"), ("__name__", "m"), ("__type__", "gauge"))) == (("A", "x"),)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
+    s = SqliteStorage(tmp_path / "q.db")
+    loop.run_until_complete(s.open())
+    b = WriteBatch(T)
+    for i, v in enumerate([5, 1, 9, 3]):
+        b.add(make_labels("m", {"i": str(i)}), 0, float(v))
+    loop.run_until_complete(s.write([b]))
+    yield Engine(s)
+    loop.run_until_complete(s.close())
+
+
+def order(loop: asyncio.AbstractEventLoop, engine: Engine, q: str) -> list[str]:
+    data, _ = render(loop.run_until_complete(engine.instant(T, q, 0)), as_range=False, limit=None)
+    return [r["metric"]["i"] for r in orjson.loads(data)["result"]]
+
+
+def test_topk_and_bottomk_answer_in_rank_order(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    assert order(loop, engine, "topk(3, m)") == ["2", "0", "3"]
+    assert order(loop, engine, "bottomk(2, m)") == ["1", "3"]
+
+
+def test_a_nan_parameter_is_an_error(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    with pytest.raises(QueryError, match="Parameter value is NaN"):
+        loop.run_until_complete(engine.instant(T, "topk(NaN, m)", 0))
+    with pytest.raises(QueryError, match="Ratio value is NaN"):
+        loop.run_until_complete(engine.instant(T, "limit_ratio(NaN, m)", 0))
