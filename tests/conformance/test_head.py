@@ -4,6 +4,7 @@ write and read, two processes on one database, and the limit of active series.""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -167,6 +168,20 @@ async def test_a_second_process_reads_what_the_first_wrote(head: Storage, open_s
     assert await read(other) == want
     await cut(head, T0 + W)  # cut by one process: the other drops what is now in chunks
     assert await read(other) == want
+    assert other._headlog.head.count() == 2  # type: ignore[attr-defined]
+
+
+async def test_a_second_process_tails_the_wal_without_reading(
+    head: Storage, open_storage: Callable[..., object]
+) -> None:
+    other: Storage = await open_storage(storage_wal_poll_seconds=0.05)  # type: ignore[misc]
+    await head.write([batch(("a", T0, 1.0))])
+    await head.write([batch(("a", T0 + 1, 2.0))])
+    last = head._headlog.head.last_id  # type: ignore[attr-defined]
+    for _ in range(1500):  # polled, up to 30 s: no read of `other` makes it catch up
+        if other._headlog.head.last_id >= last:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.02)
     assert other._headlog.head.count() == 2  # type: ignore[attr-defined]
 
 
