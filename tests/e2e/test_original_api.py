@@ -308,7 +308,8 @@ def test_current_answers_the_latest_values_not_invented_numbers(client: httpx.Cl
 
 def test_aggregated_takes_15m_and_any_multiple_of_a_rollup_resolution(client: httpx.Client) -> None:
     quarter = 900
-    start = (int(time.time()) // quarter) * quarter - 3 * 3600  # samples 3 h old: rolled up as late data
+    # samples 3 h old (rolled up as late data), from a half hour: whole 15m and 30m buckets
+    start = (int(time.time()) // 1800) * 1800 - 3 * 3600
     items = [
         {"name": "agg_cpu_usage", "value": float(i % 15), "timestamp": start + 60 * i, "labels": {"h": "x"}}
         for i in range(60)
