@@ -21,6 +21,7 @@ from rtpm.api.routes import (
     health,
     metrics,
     original,
+    prom_admin,
     prom_status,
     prometheus,
     promql_seed,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(prometheus.router)
     app.include_router(prom_status.router)
     app.include_router(prom_status.api)
+    app.include_router(prom_admin.router)
     app.include_router(federate.router)
     app.include_router(remote_read.router)
     app.include_router(alerts.router)

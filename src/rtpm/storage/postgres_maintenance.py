@@ -14,12 +14,14 @@ from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus, refuse_head_delete
 
 if TYPE_CHECKING:
     from rtpm.storage.postgres import PostgresStorage
 
 _SERIES_PER_TX = 500
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
 _ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
 _PARTITIONS = (
     "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -278,6 +280,69 @@ class PostgresMaintenance:
                 "DELETE FROM rollups WHERE resolution_ms = $1 AND bucket < $2", resolution_ms, ts_ms
             )
         return int(result.split()[-1])
+
+    async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
+        if self._s._headlog is not None:
+            from rtpm.storage._engine import HEAD_CUT
+
+            async with self._s._conn() as conn:
+                cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
+            refuse_head_delete(None if cut is None else int(cut), end_ms)
+        removed = 0
+        for i in range(0, len(ids), _SERIES_PER_TX):
+            group = ids[i : i + _SERIES_PER_TX]
+            async with self._s._conn() as conn, conn.transaction():
+                status = await conn.execute(
+                    "DELETE FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3",
+                    group,
+                    start_ms,
+                    end_ms,
+                )
+                removed += int(status.split()[-1])
+                hit = await conn.fetch(
+                    "SELECT series_id, window_start, min_ts, max_ts, count, ts_data, value_data FROM chunks "
+                    "WHERE series_id = ANY($1::bigint[]) AND min_ts <= $3 AND max_ts >= $2",
+                    group,
+                    start_ms,
+                    end_ms,
+                )
+                whole, rewritten = [], []
+                for sid, window, lo, hi, count, ts_data, value_data in hit:
+                    if start_ms <= lo and hi <= end_ms:
+                        whole.append((sid, window))
+                        removed += count
+                        continue
+                    ts, values = chunks.decode(ts_data, value_data)
+                    keep = (ts < start_ms) | (ts > end_ms)  # not empty: the chunk reaches past the range
+                    enc = chunks.encode(ts[keep], values[keep])
+                    rewritten.append((enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data, sid, window))
+                    removed += len(ts) - enc.count
+                await conn.executemany("DELETE FROM chunks WHERE series_id = $1 AND window_start = $2", whole)
+                await conn.executemany(
+                    "UPDATE chunks SET min_ts = $1, max_ts = $2, count = $3, ts_data = $4, value_data = $5 "
+                    "WHERE series_id = $6 AND window_start = $7",
+                    rewritten,
+                )
+                for edge in (start_ms, end_ms):
+                    day = edge - edge % _DAY_MS
+                    await conn.execute(
+                        "INSERT INTO late_writes (kind, series_id, bucket) SELECT DISTINCT $1::text, series_id, "
+                        "$3::bigint FROM rollups WHERE series_id = ANY($2::bigint[]) AND bucket >= $4 AND bucket < $5 "
+                        "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = late_writes.seq + 1",
+                        LATE_ROLLUP,
+                        group,
+                        edge - edge % _HOUR_MS,
+                        day,
+                        day + _DAY_MS,
+                    )
+                await conn.execute(
+                    "DELETE FROM rollups WHERE series_id = ANY($1::bigint[]) AND bucket >= $2 "
+                    "AND bucket + resolution_ms - 1 <= $3",
+                    group,
+                    start_ms,
+                    end_ms,
+                )
+        return removed
 
     async def reclaim_space(self) -> None:
         """Give back the space of partitions that compaction emptied (TRUNCATE, under a lock that

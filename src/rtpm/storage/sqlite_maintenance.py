@@ -15,11 +15,13 @@ from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus, refuse_head_delete
 
 if TYPE_CHECKING:
     from rtpm.storage.sqlite import SqliteStorage
 
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
 _SERIES_PER_TX = 200
 _ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
 
@@ -309,6 +311,17 @@ class SqliteMaintenance:
 
         return await self._s._write(run)
 
+    async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
+        from rtpm.storage.sqlite import _cut_until
+
+        if self._s._headlog is not None:
+            refuse_head_delete(await self._s._read(_cut_until), end_ms)
+        removed = 0
+        for i in range(0, len(ids), _SERIES_PER_TX):
+            group = ids[i : i + _SERIES_PER_TX]
+            removed += await self._s._write(lambda conn, g=group: _delete_group(conn, g, start_ms, end_ms))
+        return removed
+
     async def reclaim_space(self) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA incremental_vacuum")
@@ -351,3 +364,45 @@ if TYPE_CHECKING:
     from rtpm.storage.maintenance import MaintenanceStore
 
     _m: type[MaintenanceStore] = SqliteMaintenance
+
+
+def _delete_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> int:
+    """delete_samples for some series, in one transaction."""
+    removed = 0
+    with _tx(conn):
+        for sid in ids:
+            removed += conn.execute(
+                "DELETE FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ?", (sid, start_ms, end_ms)
+            ).rowcount
+            hit = conn.execute(
+                "SELECT window_start, min_ts, max_ts, count, ts_data, value_data FROM chunks "
+                "WHERE series_id = ? AND min_ts <= ? AND max_ts >= ?",
+                (sid, end_ms, start_ms),
+            ).fetchall()
+            for window, lo, hi, count, ts_data, value_data in hit:
+                if start_ms <= lo and hi <= end_ms:
+                    conn.execute("DELETE FROM chunks WHERE series_id = ? AND window_start = ?", (sid, window))
+                    removed += count
+                    continue
+                ts, values = chunks.decode(ts_data, value_data)
+                keep = (ts < start_ms) | (ts > end_ms)  # not empty: the chunk reaches past the range
+                enc = chunks.encode(ts[keep], values[keep])
+                conn.execute(
+                    "UPDATE chunks SET min_ts = ?, max_ts = ?, count = ?, ts_data = ?, value_data = ? "
+                    "WHERE series_id = ? AND window_start = ?",
+                    (enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data, sid, window),
+                )
+                removed += len(ts) - enc.count
+            for edge in (start_ms, end_ms):
+                day = edge - edge % _DAY_MS
+                conn.execute(
+                    "INSERT INTO late_writes (kind, series_id, bucket) SELECT ?, ?, ? WHERE EXISTS "
+                    "(SELECT 1 FROM rollups WHERE series_id = ? AND bucket >= ? AND bucket < ?) "
+                    "ON CONFLICT (kind, series_id, bucket) DO UPDATE SET seq = seq + 1",
+                    (LATE_ROLLUP, sid, edge - edge % _HOUR_MS, sid, day, day + _DAY_MS),
+                )
+            conn.execute(
+                "DELETE FROM rollups WHERE series_id = ? AND bucket >= ? AND bucket + resolution_ms - 1 <= ?",
+                (sid, start_ms, end_ms),
+            )
+    return removed
