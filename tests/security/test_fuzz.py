@@ -22,7 +22,7 @@ from tests._auth import create_key
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES_PER_OPERATION = 150
+EXAMPLES_PER_OPERATION = 60  # derandomized: the same cases each run; 150 cost two minutes of a 10-minute suite
 EXAMPLES_PER_FORMAT = 150
 FUZZ = settings(
     max_examples=EXAMPLES_PER_OPERATION,
