@@ -27,6 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtpmServer]:
         "RTPM_DATA_DIR": str(tmp / "data"),
         "RTPM_AUTH__ANONYMOUS_ROLE": "editor",
         "RTPM_REALTIME__SUBSCRIBE_ON_CONNECT": "true",  # the original's WebSocket clients never subscribe
+        "RTPM_QUERY__CACHE_ENABLED": "false",  # /api/v1/status reports the cache as disabled
     }
     s = RtpmServer(env=env, log_path=tmp / "server.log")
     s.start()
@@ -91,7 +92,9 @@ def test_the_k6_scripts_calls_without_a_credential(server: RtpmServer, anon: htt
         assert r.json()["processed_count"] == 10
     health = anon.get("/health").json()
     assert health["status"] == "healthy" and health["service"] == "rtpm-api"
-    assert anon.get("/api/v1/status").status_code == 200
+    status = anon.get("/api/v1/status").json()  # the real state of each service
+    assert status["status"] == "operational"
+    assert status["services"] == {"api": "healthy", "database": "healthy", "cache": "disabled"}
     current = anon.get("/api/v1/metrics/current")
     assert current.status_code == 200 and len(current.json()["metrics"]) == 30  # 10 metrics x 3 agents
     cpu = sorted(m["labels"]["agent_id"] for m in current.json()["metrics"] if m["name"] == "agent_cpu")
