@@ -34,6 +34,9 @@ def test_outage_gives_503_and_recovery_is_automatic(
             ready = c.get("/health/ready")
             assert ready.status_code == 503 and ready.json()["checks"]["storage"]["status"] == "down"
             assert c.get("/health/live").status_code == 200
+            status = c.get("/api/v1/status")  # the original RTPM API's report: the real state (issue 16)
+            assert status.status_code == 200, status.text
+            assert status.json()["status"] == "unavailable" and status.json()["services"]["database"] == "unavailable"
             assert c.get("/api/v1/metrics/latest/outage_probe").status_code == 503
 
             proxy.restore()

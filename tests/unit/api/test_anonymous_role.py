@@ -22,7 +22,10 @@ def test_off_by_default(settings_factory: Callable[..., Settings]) -> None:
 
 
 def test_viewer_reads_one_tenant_and_writes_nothing(settings_factory: Callable[..., Settings]) -> None:
-    settings = settings_factory(auth=AuthSettings(anonymous_role="viewer", anonymous_tenant="demo"))
+    settings = settings_factory(
+        auth=AuthSettings(anonymous_role="viewer", anonymous_tenant="demo"),
+        current_metrics=["anon_view", "not_stored"],  # what /api/v1/metrics/current answers
+    )
     assert "ANONYMOUS ACCESS IS ON (RTPM_AUTH__ANONYMOUS_ROLE=viewer)" in login_hint(settings)
     with TestClient(create_app(settings)) as c:
         demo_key = create_key(c, tenant="demo")
@@ -32,6 +35,9 @@ def test_viewer_reads_one_tenant_and_writes_nothing(settings_factory: Callable[.
             assert r.status_code == 200, r.text
         r = c.get("/api/v1/metrics/latest/anon_view")
         assert r.status_code == 200 and r.json()["value"] == 1.0  # the demo tenant's, not the default's
+        assert c.post("/api/v1/metrics", json={"name": "anon_other", "value": 5}, headers=bearer(demo_key)).is_success
+        current = c.get("/api/v1/metrics/current").json()["metrics"]
+        assert [(m["name"], m["value"]) for m in current] == [("anon_view", 1.0)]  # the configured list only
         me = c.get("/api/v1/auth/me").json()
         assert me["kind"] == "anonymous" and me["tenant"] == "demo"
         assert me["scopes"] == ["alerts:read", "metrics:read"]
