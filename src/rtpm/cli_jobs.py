@@ -1,9 +1,13 @@
-"""`rtpm worker`, `rtpm beat` (Celery) and `rtpm jobs run NAME` (one job, once, now)."""
+"""`rtpm worker`, `rtpm beat` (Celery), `rtpm jobs run NAME` (one job, once, now) and
+`rtpm jobs check` (a container health check: alert evaluation is alive)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
+import sys
 import time
 from typing import Any
 
@@ -18,6 +22,11 @@ def _celery_logging(settings: Settings) -> None:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    # SIGTERM as Celery's cold shutdown with a soft phase: running tasks get
+    # RTPM_MAINTENANCE__WORKER_SHUTDOWN_SECONDS, then are cancelled (and, acknowledged late, run
+    # again elsewhere). Celery's default warm shutdown waits for them however long they take.
+    # Read by billiard when it is first imported, so before anything imports Celery.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from rtpm.jobs.celery_app import make_celery
 
     _celery_logging(settings)
@@ -49,6 +58,48 @@ def _run_once(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _heartbeat_problem(settings: Settings) -> str | None:
+    from rtpm.bootstrap import make_storage
+
+    if not settings.alerting.evaluation_enabled:
+        return None
+    storage = make_storage(settings)
+    try:
+        await storage.connect() if hasattr(storage, "connect") else await storage.open()
+        beats = {b.runner: b for b in await storage.alerts.heartbeats()}  # type: ignore[attr-defined]
+    finally:
+        await storage.close()
+    beat = beats.get("celery")
+    now = time.time()
+    if beat is None:
+        return "no alert evaluation round has completed yet"
+    if beat.stalled(now):
+        return f"the last alert evaluation round was {beat.age_seconds(now):.0f} s ago (stalled after {beat.stall_seconds:g} s)"
+    return None
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when this role works: `worker` answers a ping through the broker and alert rounds
+    are completing (the heartbeat in the database is fresh); `beat`: rounds are completing (beat
+    sends them). Used as the compose health checks; prints the reason when unhealthy."""
+    try:
+        problem = asyncio.run(asyncio.wait_for(_heartbeat_problem(settings), args.timeout))
+    except Exception as exc:  # storage away, timeout: unhealthy, say why
+        problem = f"cannot read the alert heartbeat: {type(exc).__name__}: {exc}"
+    if problem is None and args.role == "worker":
+        from rtpm.jobs.celery_app import make_celery
+
+        node = args.hostname or f"celery@{socket.gethostname()}"
+        replies = make_celery(settings).control.ping(destination=[node], timeout=args.timeout)
+        if not replies:
+            problem = f"worker {node} did not answer a ping within {args.timeout:g} s"
+    if problem is not None:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print("healthy")
+    return 0
+
+
 def add_job_commands(sub: Any) -> None:
     from rtpm.jobs.registry import JOBS
 
@@ -67,3 +118,8 @@ def add_job_commands(sub: Any) -> None:
     run.add_argument("name", choices=sorted(JOBS))
     run.add_argument("--now", type=float, default=None, help="unix seconds to run as (default: now)")
     run.set_defaults(func=_run_once)
+    check = jobs_sub.add_parser("check", help="health check of a worker or beat: alert evaluation is alive")
+    check.add_argument("role", choices=["worker", "beat"])
+    check.add_argument("--hostname", default=None, help="the worker's Celery node name (default: celery@<host>)")
+    check.add_argument("--timeout", type=float, default=5.0)
+    check.set_defaults(func=_check)

@@ -8,6 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PLACEHOLDER_PREFIX = "changeme"
+
+
+def is_placeholder(value: str) -> bool:
+    """A value `.env.example` ships (`changeme...`, also after `user:`), never a real secret."""
+    return any(part.lower().startswith(PLACEHOLDER_PREFIX) for part in value.split(":"))
+
 
 class LimitsSettings(BaseModel):
     """Validation limits for everything that is written. Each violation is a 4xx naming the field."""
@@ -72,7 +79,9 @@ class AuthSettings(BaseModel):
 
     enabled: bool = Field(True, description="false: every caller is an admin of the default tenant (development)")
     jwt_secret: SecretStr | None = Field(
-        None, description="HS* signing secret, >= 32 random bytes; unset in development: generated in data_dir"
+        None,
+        description="HS* signing secret, >= 32 random bytes; unset in development: generated in data_dir",
+        json_schema_extra={"placeholder": "changeme-generate-with-python-secrets-token-urlsafe-48"},
     )
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512"] = "HS256"
     jwt_private_key_path: Path | None = Field(None, description="PEM private key, for RS* algorithms")
@@ -119,7 +128,15 @@ class MaintenanceSettings(BaseModel):
     retention_1h_days: float = Field(365, gt=0)
     retention_1d_days: float = Field(5 * 365, gt=0)
     celery_broker_url: str | None = Field(None, description="Celery broker; default: redis_url")
-    task_time_limit_seconds: float = Field(600, gt=0)
+    task_time_limit_seconds: float = Field(
+        600, gt=0, description="Longest a maintenance task may run (it is also cut at its own interval)"
+    )
+    worker_shutdown_seconds: float = Field(
+        20,
+        gt=0,
+        description="On SIGTERM a worker lets running tasks finish this long, then cancels them (they run "
+        "again elsewhere); keep it below the orchestrator's grace period",
+    )
 
 
 class RealtimeSettings(BaseModel):
@@ -171,6 +188,18 @@ class AlertingSettings(BaseModel):
         default_factory=dict, description='Webhook receivers by name: {"ops": {"url": ..., "secret": ...}}'
     )
     external_url: str | None = Field(None, description="Base URL in generatorURL links; default http://host:port")
+    evaluation_timeout_seconds: float = Field(
+        10.0, gt=0, description="One rule evaluation at most (and at most half the rule's interval); then abandoned"
+    )
+    stalled_after_rounds: float = Field(
+        3.0,
+        ge=1,
+        description="/health/detailed degrades when the last evaluation round is older than this many "
+        "rounds (plus a dead leader's lease)",
+    )
+    test_block_file: Path | None = Field(
+        None, description="Tests only: the first evaluation that finds this file deletes it and blocks"
+    )
 
 
 class Settings(BaseSettings):
@@ -187,6 +216,14 @@ class Settings(BaseSettings):
     )
     database_schema: str = Field("public", description="PostgreSQL schema for RTPM's tables")
     database_pool_size: int = Field(8, ge=1)
+    database_read_url: str | None = Field(
+        None,
+        description="Streaming replicas for queries, comma-separated postgresql:// URLs; a replica that has not "
+        "replayed the primary's latest commit is not used (see docs/read-replicas.md)",
+    )
+    database_application_name: str = Field(
+        "rtpm", min_length=1, description="application_name of RTPM's PostgreSQL connections (pg_stat_activity)"
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL only process crashes"
     )
@@ -230,9 +267,16 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     alerting: AlertingSettings = AlertingSettings()
     admin_password: SecretStr | None = Field(
-        None, description="Password of the admin created on first start; unset: a random one, printed once"
+        None,
+        description="Password of the admin created on first start; unset: a random one, printed once",
+        json_schema_extra={"placeholder": "changeme-admin-password"},
     )
     redis_url: str | None = Field(None, description="redis://...; rate limits (and more) shared between processes")
+    flower_basic_auth: SecretStr | None = Field(
+        None,
+        description="user:password for Flower (docker-compose.yml passes it to Flower's --basic-auth)",
+        json_schema_extra={"placeholder": "admin:changeme-flower-password"},
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -242,6 +286,34 @@ class Settings(BaseSettings):
         if not v.startswith(("postgresql://", "postgres://")):
             raise ValueError("RTPM_DATABASE_URL must start with postgresql:// (unset it to use SQLite)")
         return v
+
+    @field_validator("database_read_url")
+    @classmethod
+    def _check_read_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        for url in v.split(","):
+            if not url.strip().startswith(("postgresql://", "postgres://")):
+                raise ValueError("RTPM_DATABASE_READ_URL: every replica URL must start with postgresql://")
+        return v
+
+    @property
+    def database_read_urls(self) -> list[str]:
+        return [u.strip() for u in (self.database_read_url or "").split(",") if u.strip()]
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        """In production, the placeholders of `.env.example` are refused: they are public. (The
+        JWT secret's is refused with the other weak secrets, by security/tokens.py.)"""
+        if self.environment != "production":
+            return self
+        for env, value in (
+            ("RTPM_ADMIN_PASSWORD", self.admin_password),
+            ("RTPM_FLOWER_BASIC_AUTH", self.flower_basic_auth),
+        ):
+            if value is not None and is_placeholder(value.get_secret_value()):
+                raise ValueError(f"{env} is still the placeholder of .env.example; set a real value for production")
+        return self
 
     @property
     def sqlite_path(self) -> Path:

@@ -207,19 +207,32 @@ async def test_one_leader_at_a_time(storage: Storage, backend_settings: Settings
 
 
 async def test_an_expired_lease_is_taken_over(storage: Storage, backend_settings: Settings) -> None:
-    """SQLite: a holder that stops renewing loses the lease once it expires. PostgreSQL: the lock
-    goes with the holder's session, so closing its connection (as death does) frees it."""
+    """A holder that stops renewing (hung or dead) loses the lease once it expires, on both
+    backends; until then nobody else gets it."""
     store = storage.alerts
-    assert await store.try_lead("dead", 0.2)
+    assert await store.try_lead("dead", 0.3)
     other = make_storage(backend_settings)
     await other.open()
     try:
-        if storage.backend == "postgres":
-            lead_conn = store._lead_conn  # type: ignore[attr-defined]
-            lead_conn.terminate()  # the session ends, as when the process is killed
-        await asyncio.sleep(0.3)
+        assert not await other.alerts.try_lead("alive", 30)
+        await asyncio.sleep(0.4)
         assert await other.alerts.try_lead("alive", 30)
+        assert not await store.try_lead("dead", 0.3)
     finally:
         await store.release_lead("dead")
         await other.alerts.release_lead("alive")
         await other.close()
+
+
+async def test_heartbeats_are_one_row_per_runner(storage: Storage) -> None:
+    from rtpm.storage.alert_store import Heartbeat
+
+    store = storage.alerts
+    assert await store.heartbeats() == []
+    first = Heartbeat("celery", "w1:10", T0, 3, 1, 0.25, 40.0)
+    await store.record_heartbeat(first)
+    await store.record_heartbeat(Heartbeat("embedded", "api:11", T0 - 5, 0, 0, 0.0, 16.5))
+    later = Heartbeat("celery", "w2:12", T0 + 1000, 4, 0, 0.5, 40.0)
+    await store.record_heartbeat(later)
+    assert await store.heartbeats() == [later, Heartbeat("embedded", "api:11", T0 - 5, 0, 0, 0.0, 16.5)]
+    assert later.stalled(later.round_ms / 1000 + 40.5) and not later.stalled(later.round_ms / 1000 + 39.5)

@@ -1,6 +1,11 @@
-"""The contract for alerting rules, alert state and history, and evaluator leadership
-(`AlertStore`), one implementation per backend (`sqlite_alerts.py`, `postgres_alerts.py`) over the
-storage object's own connections. Rows <-> domain objects are converted here, once for both."""
+"""The contract for alerting rules, alert state and history, evaluator leadership and the
+evaluator's heartbeat (`AlertStore`), one implementation per backend (`sqlite_alerts.py`,
+`postgres_alerts.py`) over the storage object's own connections. Rows <-> domain objects are
+converted here, once for both.
+
+Leadership is a lease in a table on both backends: one row (holder, expiry) taken or renewed by one
+statement that succeeds only when the lease has expired or is the caller's own. Nothing holds a
+connection between calls, so a holder that hangs or dies loses the lead when its lease runs out."""
 
 from __future__ import annotations
 
@@ -19,6 +24,30 @@ ALERT_COLS = (
     "fired_ms, resolved_ms, resolved_by, keep_firing_since_ms, last_sent_ms, updated_ms"
 )
 LEADER_NAME = "alert-evaluator"
+HEARTBEAT_COLS = "runner, holder, round_ms, rules, errors, duration_seconds, stall_seconds"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The last completed evaluation round of one kind of runner (`embedded` or `celery`)."""
+
+    runner: str
+    holder: str
+    round_ms: int  # when the round evaluated (epoch ms)
+    rules: int  # rules evaluated in it
+    errors: int
+    duration_seconds: float
+    stall_seconds: float  # older than this, evaluation is stalled (the runner's own sizing)
+
+    def age_seconds(self, now: float) -> float:
+        return max(0.0, now - self.round_ms / 1000)
+
+    def stalled(self, now: float) -> bool:
+        return self.age_seconds(now) > self.stall_seconds
+
+
+def heartbeat_from_row(row: Sequence[Any]) -> Heartbeat:
+    return Heartbeat(str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), float(row[5]), float(row[6]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +115,22 @@ class AlertStore(Protocol):
     # -- leadership ----------------------------------------------------------------------------
 
     async def try_lead(self, holder: str, lease_seconds: float) -> bool:
-        """Become (or stay) the one evaluator of this database. Must be called more often than
-        `lease_seconds`. A holder that dies loses it: on PostgreSQL with its session, on SQLite
-        when its lease expires."""
+        """Become (or stay) the one evaluator of this database for `lease_seconds` from now (the
+        database's clock on PostgreSQL). Must be called again before the lease runs out. A holder
+        that dies or hangs loses it when the lease expires; no connection is held meanwhile."""
         ...
 
-    async def release_lead(self, holder: str) -> None: ...
+    async def release_lead(self, holder: str) -> None:
+        """Give the lease up now (when `holder` has it), so the next round need not wait."""
+        ...
+
+    async def record_heartbeat(self, beat: Heartbeat) -> None:
+        """Replace the heartbeat row of `beat.runner`."""
+        ...
+
+    async def heartbeats(self) -> list[Heartbeat]:
+        """Every runner's last heartbeat, by runner."""
+        ...
 
 
 def dumps(value: Any) -> str:

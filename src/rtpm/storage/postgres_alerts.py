@@ -1,27 +1,31 @@
-"""AlertStore on PostgreSQL, through PostgresStorage's pool. Leadership is a session-level
-advisory lock held on a dedicated connection: when its holder dies, the session ends and the lock
-is free for the next process that asks."""
+"""AlertStore on PostgreSQL, through PostgresStorage's pool (always the writer: alert state read
+from a lagging replica would send a transition twice). Leadership is the `leases` row named
+`alert-evaluator`: taken or renewed by one statement that succeeds only when the lease expired or
+is the caller's own, by the database's clock. No connection is held between rounds, so a holder
+that hangs or dies loses the lead when its lease runs out (the old advisory lock stayed held by an
+idle connection as long as its hung holder lived)."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import asyncpg
-import structlog
 
 from rtpm.errors import AlreadyExists, NotFoundError
 from rtpm.model.alerts import Alert, AlertRule, AlertState
 from rtpm.storage.alert_store import (
     ALERT_COLS,
+    HEARTBEAT_COLS,
     LEADER_NAME,
     RULE_COLS,
+    Heartbeat,
     HistoryQuery,
     alert_from_row,
     alert_values,
     dumps,
+    heartbeat_from_row,
     history_where,
     rule_from_row,
 )
@@ -29,7 +33,15 @@ from rtpm.storage.alert_store import (
 if TYPE_CHECKING:
     from rtpm.storage.postgres import PostgresStorage
 
-log = structlog.get_logger("rtpm.storage.alerts")
+# Take or renew the lease: a new row, or the existing one when it has expired or is ours.
+# RETURNING gives the holder only when this statement wrote the row.
+_TAKE_LEASE = (
+    "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) "
+    "INSERT INTO leases (name, holder, expires_ms) SELECT $1, $2, now.ms + $3 FROM now "
+    "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms "
+    "WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms < (SELECT ms FROM now) RETURNING holder"
+)
+_LEASE_TIMEOUT = 5.0
 
 _INSERT_COLS = ALERT_COLS.removeprefix("id, ")
 _ALERT_INSERT = (
@@ -46,15 +58,8 @@ _ALERT_UPDATE = (
 class PostgresAlertStore:
     def __init__(self, storage: PostgresStorage) -> None:
         self._s = storage
-        self._lead_conn: asyncpg.Connection | None = None
-        self._leading = False
-
-    @property
-    def _lock_key(self) -> int:
-        # Advisory locks are per database: the key includes the schema, so two RTPM deployments
-        # (or two test schemas) in one database do not exclude each other.
-        digest = hashlib.blake2b(f"rtpm:{LEADER_NAME}:{self._s._schema}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big", signed=True)
+        self._held: str | None = None
+        self._renewed_at = 0.0
 
     # -- rules ---------------------------------------------------------------------------------
 
@@ -207,39 +212,54 @@ class PostgresAlertStore:
     # -- leadership ----------------------------------------------------------------------------
 
     async def try_lead(self, holder: str, lease_seconds: float) -> bool:
-        """`lease_seconds` bounds how long a check of the lock connection may take."""
-        timeout = max(1.0, lease_seconds / 3)
+        """One upsert on the `leases` row, timed by the database's clock (so the hosts' clocks do
+        not matter); the connection goes back to the pool at once. A lease held here is renewed
+        once a third of it has passed, not on every call."""
+        if self._held == holder and time.monotonic() - self._renewed_at < lease_seconds / 3:
+            return True
+        started = time.monotonic()
         try:
-            if self._lead_conn is None or self._lead_conn.is_closed():
-                self._leading = False
-                self._lead_conn = await asyncpg.connect(
-                    self._s._dsn,
-                    timeout=timeout,
-                    server_settings={"application_name": f"rtpm-leader:{holder}"},
+            async with self._s._conn() as conn:
+                got = await conn.fetchval(
+                    _TAKE_LEASE, LEADER_NAME, holder, int(lease_seconds * 1000), timeout=_LEASE_TIMEOUT
                 )
-            if self._leading:
-                await self._lead_conn.fetchval("SELECT 1", timeout=timeout)
-            else:
-                self._leading = bool(
-                    await self._lead_conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key, timeout=timeout)
-                )
-            return self._leading
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("alert_leader_check_failed", error=str(exc))
-            await self._drop_lead_conn()
-            return False
+        except BaseException:
+            self._held = None
+            raise
+        held = got == holder
+        self._held = holder if held else None
+        self._renewed_at = started
+        return held
 
     async def release_lead(self, holder: str) -> None:
-        await self._drop_lead_conn()
+        self._held = None
+        async with self._s._conn() as conn:
+            await conn.execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2", LEADER_NAME, holder, timeout=_LEASE_TIMEOUT
+            )
 
-    async def _drop_lead_conn(self) -> None:
-        conn, self._lead_conn = self._lead_conn, None
-        self._leading = False
-        if conn is not None and not conn.is_closed():
-            try:
-                await asyncio.wait_for(conn.close(), timeout=5)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn.terminate()
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    async def record_heartbeat(self, beat: Heartbeat) -> None:
+        async with self._s._conn() as conn:
+            await conn.execute(
+                f"INSERT INTO alert_heartbeats ({HEARTBEAT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "ON CONFLICT (runner) DO UPDATE SET holder = EXCLUDED.holder, round_ms = EXCLUDED.round_ms, "
+                "rules = EXCLUDED.rules, errors = EXCLUDED.errors, duration_seconds = EXCLUDED.duration_seconds, "
+                "stall_seconds = EXCLUDED.stall_seconds",
+                beat.runner,
+                beat.holder,
+                beat.round_ms,
+                beat.rules,
+                beat.errors,
+                beat.duration_seconds,
+                beat.stall_seconds,
+            )
+
+    async def heartbeats(self) -> list[Heartbeat]:
+        async with self._s._conn() as conn:
+            rows = await conn.fetch(f"SELECT {HEARTBEAT_COLS} FROM alert_heartbeats ORDER BY runner")
+        return [heartbeat_from_row(r) for r in rows]
 
 
 if TYPE_CHECKING:

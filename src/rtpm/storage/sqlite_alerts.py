@@ -12,12 +12,15 @@ from rtpm.errors import AlreadyExists, NotFoundError
 from rtpm.model.alerts import Alert, AlertRule, AlertState
 from rtpm.storage.alert_store import (
     ALERT_COLS,
+    HEARTBEAT_COLS,
     LEADER_NAME,
     RULE_COLS,
+    Heartbeat,
     HistoryQuery,
     alert_from_row,
     alert_values,
     dumps,
+    heartbeat_from_row,
     history_where,
     rule_from_row,
 )
@@ -234,6 +237,31 @@ class SqliteAlertStore:
         await self._s._write(
             lambda c: c.execute("DELETE FROM alert_leases WHERE name = ? AND holder = ?", (LEADER_NAME, holder))
         )
+
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    async def record_heartbeat(self, beat: Heartbeat) -> None:
+        await self._s._write(
+            lambda c: c.execute(
+                f"INSERT OR REPLACE INTO alert_heartbeats ({HEARTBEAT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    beat.runner,
+                    beat.holder,
+                    beat.round_ms,
+                    beat.rules,
+                    beat.errors,
+                    beat.duration_seconds,
+                    beat.stall_seconds,
+                ),
+            )
+        )
+
+    async def heartbeats(self) -> list[Heartbeat]:
+        def run(conn: sqlite3.Connection) -> list[Heartbeat]:
+            rows = conn.execute(f"SELECT {HEARTBEAT_COLS} FROM alert_heartbeats ORDER BY runner").fetchall()
+            return [heartbeat_from_row(r) for r in rows]
+
+        return await self._s._read(run)
 
 
 if TYPE_CHECKING:

@@ -2,8 +2,8 @@
 
 * `/health/live`: the process answers (never checks dependencies: a restart would not fix them).
 * `/health/ready`: 503 when storage is unreachable, so the load balancer stops sending traffic.
-* `/health/detailed`: every dependency (storage, Redis, job runner, write buffer) with its status
-  and check latency; 503 only when storage is down.
+* `/health/detailed`: every dependency (storage, Redis, job runner, alert evaluation's heartbeat,
+  write buffer) with its status and check latency; 503 only when storage is down.
 * `/health/system`: CPU, memory, the data directory's disk, open connections (psutil).
 """
 
@@ -26,6 +26,7 @@ from rtpm.api.deps import ServicesDep
 from rtpm.api.responses import OrjsonResponse
 from rtpm.bootstrap import Services
 from rtpm.errors import RtpmError
+from rtpm.jobs import heartbeat
 
 router = APIRouter(tags=["health"])
 
@@ -113,6 +114,16 @@ def _check_jobs(services: Services) -> dict[str, Any]:
     return {"status": mode}
 
 
+async def check_alerting(services: Services) -> dict[str, Any]:
+    """The alert evaluator's heartbeat (jobs/heartbeat.py); `unknown` when storage does not answer."""
+    try:
+        beats = await asyncio.wait_for(services.storage.alerts.heartbeats(), CHECK_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+    except (RtpmError, TimeoutError) as exc:
+        return {"status": "unknown", "error": str(exc) or f"no answer within {CHECK_TIMEOUT_SECONDS}s"}
+    now = services.clock()
+    return heartbeat.alerting_check(services.settings, beats, now=now, uptime_seconds=now - services.started_at)
+
+
 def _check_buffer(services: Services) -> dict[str, Any]:
     stats = services.buffer.stats()
     limit = services.settings.write_buffer.max_pending_samples
@@ -135,12 +146,16 @@ def _check_buffer(services: Services) -> dict[str, Any]:
 @router.get("/health/detailed", dependencies=PROBE)
 async def detailed(services: ServicesDep) -> OrjsonResponse:
     """Each dependency with status and check latency. `status`: healthy, degraded (something
-    optional is down or the write buffer is filling up) or unhealthy (storage down: 503)."""
-    storage, redis = await asyncio.gather(_check_storage(services), _check_redis(services))
+    optional is down, the write buffer is filling up, or alert evaluation has stalled: its last
+    round is older than a few rounds plus a lease) or unhealthy (storage down: 503)."""
+    storage, redis, alerting = await asyncio.gather(
+        _check_storage(services), _check_redis(services), check_alerting(services)
+    )
     checks: dict[str, Any] = {
         "storage": storage,
         "redis": redis,
         "job_runner": _check_jobs(services),
+        "alerting": alerting,
         "write_buffer": _check_buffer(services),
         "rate_limits": services.limiter.status() if services.limiter else {"status": "off"},
     }
@@ -148,6 +163,7 @@ async def detailed(services: ServicesDep) -> OrjsonResponse:
         status = "unhealthy"
     elif (
         redis["status"] == "down"
+        or alerting["status"] == "stalled"
         or checks["write_buffer"]["status"] != "up"
         or checks["rate_limits"]["status"] == "degraded"
     ):
