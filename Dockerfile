@@ -32,9 +32,11 @@ USER rtpm:rtpm
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8000
-# Kubernetes: livenessProbe GET /health/live, readinessProbe GET /health/ready.
+# Kubernetes: livenessProbe GET /health/live, readinessProbe GET /health/ready. The check asks the
+# port `rtpm serve` listens on: RTPM_PORT (set it, not --port, when changing the port). The worker,
+# beat and flower services of docker-compose.yml replace it with their own checks.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('RTPM_PORT', '8000'), timeout=4).status != 200)"]
 # SIGTERM: stop accepting, finish requests in flight, flush the write buffer, exit (within ~10 s).
 STOPSIGNAL SIGTERM
 CMD ["rtpm", "serve"]

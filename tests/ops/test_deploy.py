@@ -54,12 +54,12 @@ def test_compose_names_real_services_commands_and_settings() -> None:
     assert services["beat"]["command"][:2] == ["rtpm", "beat"]
     flower = services["flower"]["command"]
     assert flower[0] == "celery" and "flower" in flower
-    assert services["api"]["build"] == "."
     for name in ("api", "worker", "beat", "flower"):
         assert services[name]["image"] == "rtpm:latest"
+        assert services[name]["build"] == {"context": "."}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
-    for name in ("api", "worker", "flower", "postgres", "redis"):
+    for name in ("api", "worker", "beat", "flower", "postgres", "redis"):
         assert "healthcheck" in services[name], f"{name} has no health check"
     declared = set(compose["volumes"])
     for name, svc in services.items():
