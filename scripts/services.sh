@@ -18,5 +18,16 @@ if ! redis_up && command -v redis-server >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
   for _ in $(seq 1 30); do redis_up && break; sleep 1; done
 fi
+# tests/integration/test_read_replica.py makes a streaming replica with pg_basebackup from
+# 127.0.0.1: the primary must accept replication connections from there (wal_level=replica and
+# max_wal_senders > 0 are PostgreSQL's defaults).
+if pg_up && [ "$(id -u)" = 0 ]; then
+  hba="$(psql -h 127.0.0.1 -U root -d postgres -Atc 'SHOW hba_file' 2>/dev/null || true)"
+  if [ -n "$hba" ] && [ -w "$hba" ] && ! grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32' "$hba"; then
+    echo "host replication all 127.0.0.1/32 trust" >> "$hba"
+    psql -h 127.0.0.1 -U root -d postgres -Atc 'SELECT pg_reload_conf()' >/dev/null 2>&1 || true
+    echo "PostgreSQL: replication from 127.0.0.1 allowed"
+  fi
+fi
 pg_up && echo "PostgreSQL: up" || echo "PostgreSQL: DOWN"
 redis_up && echo "Redis: up" || echo "Redis: DOWN"

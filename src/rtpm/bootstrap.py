@@ -59,6 +59,8 @@ def make_storage(settings: Settings) -> Storage:
             engine=settings.storage_engine,
             head_max_series=settings.storage_head_max_series,
             wal_poll_seconds=settings.storage_wal_poll_seconds,
+            read_dsns=settings.database_read_urls,
+            application_name=settings.database_application_name,
         )
     from rtpm.storage.sqlite import SqliteStorage
 

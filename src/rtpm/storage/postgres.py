@@ -5,6 +5,15 @@ without samples is harmless, and the id cache is then never poisoned by a rollba
 with one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE`, so a retried batch
 overwrites instead of duplicating. Daily partitions of `samples` are made ahead of need and on
 demand, so retention can drop whole partitions.
+
+Read replicas (`read_dsns`, PostgreSQL streaming replicas): query reads (a querier's series,
+samples, chunks and latest values; metric names; metadata) go to a replica only when it has
+replayed everything the primary had flushed when the read began (`pg_last_wal_replay_lsn() >=`
+the primary's `pg_current_wal_flush_lsn()`), so a lagging replica never gives an older answer than
+the primary would; otherwise, or when no replica answers, the primary serves them. Everything else
+reads the primary: writes and series ids, alert rules and state (a stale read would send a
+transition twice), auth (a revoked key must stop working at once), dashboards, maintenance
+watermarks and leases, migrations and health. See docs/read-replicas.md.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import numpy as np
+import structlog
 
 from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
@@ -46,10 +56,17 @@ from rtpm.storage.postgres_alerts import PostgresAlertStore
 from rtpm.storage.postgres_dashboards import PostgresDashboardStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
 
+log = structlog.get_logger("rtpm.storage")
+
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"
 _PARTITION_LOCK = 0x5254504E
 _WAL_LOCK = 0x5254504F  # held by a WAL record's transaction until commit, and by the cut
+
+_REPLICA_RETRY_SECONDS = 5.0  # a replica that failed is not asked again for this long
+_REPLICA_CHECK_TIMEOUT = 2.0
+_FLUSH_LSN = "SELECT pg_current_wal_flush_lsn()::text"
+_REPLAYED = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)"  # NULL on a primary: not a replica
 
 _UNAVAILABLE = (
     OSError,
@@ -65,6 +82,36 @@ _UNAVAILABLE = (
 
 def partition_name(day: int) -> str:
     return "samples_p" + datetime.fromtimestamp(day * 86400, tz=UTC).strftime("%Y%m%d")
+
+
+class _Replica:
+    """One read replica: its pool, made on first use; skipped for a while after a failure."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.name = dsn.rsplit("@", 1)[-1]  # host:port/db, without credentials
+        self.down_until = 0.0
+        self._pool: asyncpg.Pool | None = None
+
+    async def pool(self, storage: PostgresStorage) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=0,
+                max_size=storage._pool_size,
+                timeout=storage._connect_timeout,
+                command_timeout=60,
+                server_settings=storage._server_settings(f"{storage._app_name}-read"),
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (TimeoutError, *_UNAVAILABLE):
+                pool.terminate()
 
 
 class PostgresStorage:
@@ -83,10 +130,16 @@ class PostgresStorage:
         engine: str = "rows",
         head_max_series: int = 1_000_000,
         wal_poll_seconds: float = 0.25,
+        read_dsns: Sequence[str] = (),
+        application_name: str = "rtpm",
     ) -> None:
         self._dsn = dsn
         self.engine = engine
         self._headlog = HeadLog(Head(head_max_series), self._wal_since, wal_poll_seconds) if engine == "head" else None
+        self._app_name = application_name
+        self._replicas = [_Replica(d) for d in read_dsns]
+        self._next_replica = 0
+        self.reads = {"replica": 0, "primary": 0}  # query reads by where they were served
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = PostgresMaintenance(self)
@@ -118,25 +171,71 @@ class PostgresStorage:
                 max_size=self._pool_size,
                 timeout=self._connect_timeout,
                 command_timeout=60,
-                server_settings={
-                    "search_path": self._schema,
-                    "application_name": "rtpm",
-                    # JIT compiling costs ~60 ms per large read, more than it saves on our short queries
-                    "jit": "off",
-                },
+                server_settings=self._server_settings(self._app_name),
             )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StorageError(f"postgres: {exc}") from exc
 
+    def _server_settings(self, application_name: str) -> dict[str, str]:
+        return {
+            "search_path": self._schema,
+            "application_name": application_name,
+            # JIT compiling costs ~60 ms per large read, more than it saves on our short queries
+            "jit": "off",
+        }
+
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             await self.connect()
         assert self._pool is not None
+        async with self._acquire(self._pool) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read_conn(self, pool: asyncpg.Pool | None) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of `pool` (a replica's, from `_read_pool()`), or of the primary for None."""
+        if pool is None:
+            async with self._conn() as conn:
+                yield conn
+        else:
+            async with self._acquire(pool) as conn:
+                yield conn
+
+    async def _read_pool(self) -> asyncpg.Pool | None:
+        """The pool of a replica that has replayed everything the primary had flushed now, or None
+        (read the primary): no replica configured, all behind, or none answering."""
+        if not self._replicas:
+            return None
+        async with self._conn() as conn:
+            lsn = await conn.fetchval(_FLUSH_LSN)
+        n = len(self._replicas)
+        start, self._next_replica = self._next_replica, (self._next_replica + 1) % n
+        now = time.monotonic()
+        for i in range(n):
+            replica = self._replicas[(start + i) % n]
+            if replica.down_until > now:
+                continue
+            try:
+                pool = await replica.pool(self)
+                async with pool.acquire(timeout=_REPLICA_CHECK_TIMEOUT) as conn:
+                    caught_up = await conn.fetchval(_REPLAYED, lsn, timeout=_REPLICA_CHECK_TIMEOUT)
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                replica.down_until = now + _REPLICA_RETRY_SECONDS
+                log.warning("read_replica_unavailable", replica=replica.name, error=str(exc))
+                continue
+            if caught_up:
+                self.reads["replica"] += 1
+                return pool
+        self.reads["primary"] += 1
+        return None
+
+    @asynccontextmanager
+    async def _acquire(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         try:
-            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
@@ -195,6 +294,8 @@ class PostgresStorage:
     async def close(self) -> None:
         if self._headlog is not None:
             await self._headlog.stop()
+        for replica in self._replicas:
+            await replica.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -379,7 +480,7 @@ class PostgresStorage:
         return PostgresQuerier(self, tenant, start_ms, end_ms)
 
     async def metric_names(self, tenant: str) -> list[MetricInfo]:
-        async with self._conn() as conn:
+        async with self._read_conn(await self._read_pool()) as conn:
             rows = await conn.fetch(
                 "SELECT s.name, COUNT(*), m.type, m.unit, m.help FROM series s "
                 "LEFT JOIN metric_metadata m ON m.tenant = s.tenant AND m.name = s.name "
@@ -389,7 +490,7 @@ class PostgresStorage:
         return [MetricInfo(r[0], MetricType(r[2] or "unknown"), r[3] or "", r[4] or "", r[1]) for r in rows]
 
     async def metadata(self, tenant: str, name: str | None = None) -> list[MetricMetadata]:
-        async with self._conn() as conn:
+        async with self._read_conn(await self._read_pool()) as conn:
             if name is None:
                 rows = await conn.fetch(
                     "SELECT name, type, unit, help FROM metric_metadata WHERE tenant = $1 ORDER BY name", tenant
@@ -460,9 +561,20 @@ class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
         super().__init__(tenant, start_ms, end_ms, storage._headlog)
         self._s = storage
+        self._chosen = False
+        self._pool: asyncpg.Pool | None = None  # where this querier reads: one replica, or the primary
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
+        """Every read of one querier goes to the same place, chosen at its first read."""
+        if not self._chosen:
+            self._pool = await self._s._read_pool()
+            self._chosen = True
+        async with self._s._read_conn(self._pool) as conn:
+            yield conn
 
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
-        async with self._s._conn() as conn:
+        async with self._reader() as conn:
             return await self._s._matching_series(conn, self.tenant, matchers)
 
     async def _load_stored(self, ids: list[int], limit: int | None = None) -> Loaded:
@@ -486,7 +598,7 @@ class PostgresQuerier(MergedQuerier):
         return out
 
     async def _raw(self, ids: list[int], cap: int) -> tuple[dict[int, tuple[I64, F64]], int]:
-        async with self._s._conn() as conn:
+        async with self._reader() as conn:
             rows = await conn.fetch(_RAW_BY_SERIES, ids, self.start_ms, self.end_ms, cap + 1)
         n = sum(r[3] for r in rows)
         if n > cap:
@@ -496,7 +608,7 @@ class PostgresQuerier(MergedQuerier):
     async def _chunk_blobs(self, ids: list[int], cap: int) -> tuple[dict[int, list[tuple[bytes, bytes]]], int]:
         args = (ids, self.start_ms, self.end_ms)
         blobs: dict[int, list[tuple[bytes, bytes]]] = {}
-        async with self._s._conn() as conn:
+        async with self._reader() as conn:
             n = int(await conn.fetchval(_CHUNK_SAMPLES, *args))
             if n == 0 or n > cap:
                 return blobs, n
@@ -505,7 +617,7 @@ class PostgresQuerier(MergedQuerier):
         return blobs, n
 
     async def _latest_stored(self, ids: list[int]) -> dict[int, tuple[int, float]]:
-        async with self._s._conn() as conn:
+        async with self._reader() as conn:
             raw_rows = await conn.fetch(
                 "SELECT u.id, l.ts, l.value FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL "
                 "(SELECT ts, value FROM samples WHERE series_id = u.id AND ts BETWEEN $2 AND $3 "
