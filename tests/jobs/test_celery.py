@@ -23,6 +23,7 @@ from rtpm.model.rollups import RESOLUTIONS_MS, compute
 from rtpm.model.samples import WriteBatch
 from rtpm.storage.postgres import PostgresStorage
 from tests._server import free_port
+from tests.conftest import _unavailable
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000
@@ -42,7 +43,7 @@ def wait_for(check: Callable[[], object], seconds: float, what: str) -> object:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[str]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
+        _unavailable("redis-server", "not installed")  # fails under CI=true
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -299,12 +300,15 @@ async def _kill_mid_task(
     assert "WorkerLostError" in log or "Worker exited prematurely" in log or "rejected" in log.lower()
 
 
-def test_flower_runs_against_the_same_app(broker: str, tmp_path: Path) -> None:
-    """`celery -A rtpm.jobs.celery_app flower` finds the app and serves its dashboard API."""
+def test_flower_runs_against_the_same_app_behind_basic_auth(broker: str, tmp_path: Path) -> None:
+    """`celery -A rtpm.jobs.celery_app flower` finds the app and serves its dashboard API, as
+    docker-compose.yml runs it: with FLOWER_BASIC_AUTH (from RTPM_FLOWER_BASIC_AUTH), nothing but
+    /healthcheck answers without the login."""
     import httpx
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTPM_")}
-    env.update(RTPM_REDIS_URL=broker, RTPM_DATA_DIR=str(tmp_path / "data"), FLOWER_UNAUTHENTICATED_API="true")
+    login = ("ops", "flower-test-password-9c2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RTPM_", "FLOWER_"))}
+    env.update(RTPM_REDIS_URL=broker, RTPM_DATA_DIR=str(tmp_path / "data"), FLOWER_BASIC_AUTH=":".join(login))
     port = free_port()
     log = open(tmp_path / "flower.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -332,8 +336,12 @@ def test_flower_runs_against_the_same_app(broker: str, tmp_path: Path) -> None:
                 return False
 
         wait_for(healthy, 60, "flower to answer /healthcheck")
-        assert httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10).status_code == 200
-        assert "Flower" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401
+        assert httpx.get(f"{base}/", timeout=5).status_code == 401
+        assert httpx.get(f"{base}/api/workers", auth=("ops", "wrong"), timeout=10).status_code == 401
+        assert httpx.get(f"{base}/api/workers", auth=login, timeout=10).status_code == 200
+        assert "Flower" in httpx.get(f"{base}/", auth=login, timeout=5).text
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -218,6 +218,7 @@ def test_scale_out_alerting_survives_a_killed_and_a_hung_worker(
         assert len(hook.payloads("firing")) == 3, [p["status"] for p in hook.payloads()]
         assert len(hook.payloads("resolved")) == 3, [p["status"] for p in hook.payloads()]
         # Connections: never more than the worker's pool processes can hold, none left between runs.
+        print(f"worker connections sampled after each transition: {counts}")
         assert max(counts) <= 2 * 4, counts
         wait_for("the worker holding no connection between runs", lambda: sample_connections() == 0, timeout=10)
         assert "alert_evaluation_skipped" in "".join(p.text() for p in procs)  # reported, not a success
