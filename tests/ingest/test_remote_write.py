@@ -178,7 +178,7 @@ def test_type_and_unit_labels_are_stored_as_labels(pusher: Pusher) -> None:
         pytest.param({"Content-Type": "application/json"}, 415, id="json-content-type"),
         pytest.param({"Content-Type": "text/plain"}, 415, id="text-content-type"),
         pytest.param(
-            {"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}, 415, id="remote-write-2"
+            {"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v3.Request"}, 415, id="unknown-message"
         ),
         pytest.param({"Content-Encoding": "gzip"}, 415, id="gzip-encoding"),
         pytest.param(

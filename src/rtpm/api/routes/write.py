@@ -31,6 +31,8 @@ from rtpm.ingest.compression import decompress
 from rtpm.ingest.influx import InfluxDecoder
 from rtpm.ingest.otlp import OtlpDecoder
 from rtpm.ingest.remote_write import RemoteWriteDecoder, varint
+from rtpm.ingest.remote_write_v2 import CONTENT_TYPE_PROTO as REMOTE_WRITE_V2
+from rtpm.ingest.remote_write_v2 import decode_v2
 
 router = APIRouter(tags=["ingest"])
 log = structlog.get_logger("rtpm.api.write")
@@ -127,7 +129,9 @@ def _decoder(request: Request, services: Services, cls: type[D]) -> D:
     "/api/v1/write", dependencies=[Depends(require("metrics:write"))], status_code=204, response_class=Response
 )
 async def remote_write(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
-    """Prometheus remote write 1.0: snappy (block format) compressed protobuf WriteRequest.
+    """Prometheus remote write 1.0 and 2.0, by Content-Type (`proto=prometheus.WriteRequest`, the
+    default, or `proto=io.prometheus.write.v2.Request`): snappy (block format) compressed protobuf.
+    Remote write 1.0:
     204 once every acceptable sample is stored: series that can never be accepted (invalid
     labels, samples outside the accepted time window, native histograms) are left out, logged
     and counted in `rtpm_ingest_samples_rejected_total{protocol="remote_write",reason}`, as
@@ -138,15 +142,17 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
     if media not in ("", PROTOBUF):
         raise UnsupportedMediaType(f"remote write needs Content-Type {PROTOBUF}, got {media!r}")
     proto = params.get("proto", REMOTE_WRITE_V1)
-    if proto != REMOTE_WRITE_V1:
+    if proto not in (REMOTE_WRITE_V1, REMOTE_WRITE_V2):
         raise UnsupportedMediaType(
-            f"remote write message {proto!r} is not supported; only remote write 1.0 ({REMOTE_WRITE_V1}): "
-            "set protobuf_message: prometheus.WriteRequest"
+            f"remote write message {proto!r} is not supported; RTPM takes {REMOTE_WRITE_V1} (remote write 1.0) "
+            f"and {REMOTE_WRITE_V2} (2.0)"
         )
     encoding = (request.headers.get("content-encoding") or "snappy").strip().lower()
     if encoding != "snappy":
         raise UnsupportedMediaType(f"remote write needs Content-Encoding snappy, got {encoding!r}")
     extra = _extra_labels(request)
+    if proto == REMOTE_WRITE_V2:
+        return await _remote_write_v2(request, services, tenant, extra)
     decoder = _decoder(request, services, RemoteWriteDecoder)
     with services.metrics.ingest.track("remote_write") as counted:
         batch, refused = await _decoded(
@@ -156,6 +162,31 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
         await services.buffer.submit(batch)
     _report_refused(services, "remote_write", tenant, refused)
     return Response(status_code=204, headers={"X-Prometheus-Remote-Write-Version": REMOTE_WRITE_VERSION})
+
+
+async def _remote_write_v2(request: Request, services: Services, tenant: str, extra: dict[str, str]) -> Response:
+    """Remote write 2.0: 204 with the written counts when everything was stored; a partial write
+    (some series or samples refused) stores the rest and answers 400 with the counts and the first
+    problem, as the 2.0 spec's partial write asks (the sender does not retry what was written)."""
+    with services.metrics.ingest.track("remote_write") as counted:
+        batch, refused, written = await _decoded(
+            request,
+            services,
+            "snappy",
+            lambda data: decode_v2(data, tenant=tenant, validator=services.validator, extra_labels=extra),
+        )
+        counted.samples = len(batch)
+        await services.buffer.submit(batch)
+    _report_refused(services, "remote_write", tenant, refused)
+    headers = {"X-Prometheus-Remote-Write-Version": "2.0.0", **written.headers()}
+    if refused:
+        return Response(
+            f"partial write: {refused.total} samples not written: {refused.message()}\n",
+            status_code=400,
+            headers=headers,
+            media_type="text/plain",
+        )
+    return Response(status_code=204, headers=headers)
 
 
 # ---- Influx line protocol --------------------------------------------------------------------

@@ -9,9 +9,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
 from rtpm.ingest.proto._remote_read_descriptors import FILE_DESCRIPTOR_SET as REMOTE_READ_DESCRIPTOR_SET
+from rtpm.ingest.proto._remote_write_v2_descriptors import FILE_DESCRIPTOR_SET as REMOTE_WRITE_V2_DESCRIPTOR_SET
 
 _pool = descriptor_pool.DescriptorPool()
-for _set in (FILE_DESCRIPTOR_SET, REMOTE_READ_DESCRIPTOR_SET):
+for _set in (FILE_DESCRIPTOR_SET, REMOTE_READ_DESCRIPTOR_SET, REMOTE_WRITE_V2_DESCRIPTOR_SET):
     for _file in descriptor_pb2.FileDescriptorSet.FromString(_set).file:
         _pool.Add(_file)
 
@@ -32,6 +33,9 @@ PromMetricMetadata = _message("prometheus.MetricMetadata")
 ReadRequest = _message("prometheus.ReadRequest")
 ReadResponse = _message("prometheus.ReadResponse")
 ChunkedReadResponse = _message("prometheus.ChunkedReadResponse")
+
+# Remote write 2.0
+WriteRequestV2 = _message("io.prometheus.write.v2.Request")
 
 # OTLP metrics
 ExportMetricsServiceRequest = _message("opentelemetry.proto.metrics.v1.ExportMetricsServiceRequest")
@@ -65,4 +69,5 @@ __all__ = [
     "TimeSeries",
     "WriteRequest",
     "WriteRequestLite",
+    "WriteRequestV2",
 ]

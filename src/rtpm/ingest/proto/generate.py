@@ -17,7 +17,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROTOS = ["prompb.proto", "otlp_common.proto", "otlp_resource.proto", "otlp_metrics.proto"]
 # Remote read has its own module (its imports, prompb.proto, come from the set above).
-OUTPUTS = [("_descriptors.py", PROTOS, True), ("_remote_read_descriptors.py", ["remote_read.proto"], False)]
+OUTPUTS = [
+    ("_descriptors.py", PROTOS, True),
+    ("_remote_read_descriptors.py", ["remote_read.proto"], False),
+    ("_remote_write_v2_descriptors.py", ["remote_write_v2.proto"], False),
+]
 
 
 def main() -> int:

@@ -1,0 +1,115 @@
+"""Prometheus remote write 2.0: `io.prometheus.write.v2.Request` (snappy-compressed protobuf).
+
+Labels, help and unit texts are references into the request's `symbols` table (whose first entry
+is the empty string); each series carries its own metadata. Every sample that can be stored is
+stored; what cannot (invalid series, samples outside the accepted window, native histograms until
+the storage has them) is left out and reported: the spec's partial write answers 400 with the
+`X-Prometheus-Remote-Write-*-Written` counts of what was stored, so the sender neither retries nor
+double-counts. Exemplars are accepted and not kept (reported as 0 written). `start_timestamp`
+(created timestamps) is read and not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from rtpm.errors import BadDataError
+from rtpm.ingest.batching import INVALID_SERIES, NATIVE_HISTOGRAM, BatchBuilder, Refused
+from rtpm.ingest.proto import WriteRequestV2
+from rtpm.ingest.remote_write import _TYPES as METRIC_TYPES
+from rtpm.ingest.remote_write import NATIVE_HISTOGRAMS_REFUSED
+from rtpm.ingest.validate import Validator
+from rtpm.model.labels import METRIC_NAME, Labels
+from rtpm.model.samples import MetricType, WriteBatch
+
+CONTENT_TYPE_PROTO = "io.prometheus.write.v2.Request"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the X-Prometheus-Remote-Write-*-Written headers report."""
+
+    samples: int = 0
+    histograms: int = 0
+    exemplars: int = 0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Prometheus-Remote-Write-Samples-Written": str(self.samples),
+            "X-Prometheus-Remote-Write-Histograms-Written": str(self.histograms),
+            "X-Prometheus-Remote-Write-Exemplars-Written": str(self.exemplars),
+        }
+
+
+def decode_v2(
+    data: bytes, *, tenant: str, validator: Validator, extra_labels: Mapping[str, str] | None = None
+) -> tuple[WriteBatch, Refused, Written]:
+    """The acceptable samples, what was left out, and the written counts. BadDataError only for a
+    body that is not a remote write 2.0 Request (or one with a broken symbols table)."""
+    try:
+        req = WriteRequestV2.FromString(data)
+    except DecodeError as exc:
+        raise BadDataError(f"body is not a remote write 2.0 Request: {exc}") from None
+    symbols = req.symbols
+    if len(symbols) and symbols[0] != "":
+        raise BadDataError('symbols[0] must be the empty string ""', details=[{"field": "symbols", "index": 0}])
+    b = BatchBuilder(tenant=tenant, validator=validator, where="timeseries", extra_labels=extra_labels)
+    series: dict[tuple[int, ...], Labels | None] = {}  # labels_refs -> validated labels
+    for i, ts in enumerate(req.timeseries):
+        refs = tuple(ts.labels_refs)
+        n_samples, n_hist = len(ts.samples), len(ts.histograms)
+        labels = series[refs] if refs in series else series.setdefault(refs, _labels(b, symbols, refs, i))
+        if labels is None:
+            b.refuse(INVALID_SERIES, n_samples, i)
+            b.refuse(NATIVE_HISTOGRAM, n_hist, i)
+            continue
+        if n_samples == 1:
+            s = ts.samples[0]
+            b.add(labels, s.timestamp, s.value, i)
+        elif n_samples:
+            b.extend(labels, [s.timestamp for s in ts.samples], [s.value for s in ts.samples], i)
+        if n_hist:
+            b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
+            b.refuse(NATIVE_HISTOGRAM, n_hist, i)
+        if ts.HasField("metadata"):
+            md = ts.metadata
+            help_text, unit = _symbol(symbols, md.help_ref), _symbol(symbols, md.unit_ref)
+            type_ = METRIC_TYPES.get(md.type, MetricType.UNKNOWN)
+            if help_text is None or unit is None:
+                b.problem("metadata", "help_ref or unit_ref past the end of symbols", i)
+            elif type_ is not MetricType.UNKNOWN or help_text or unit:
+                b.metadata(dict(labels)[METRIC_NAME], type_, unit, help_text, i)
+    batch = b.finish(partial=True)
+    return batch, b.refused(), Written(samples=len(batch))
+
+
+def _symbol(symbols: list[str], ref: int) -> str | None:
+    return symbols[ref] if ref < len(symbols) else None
+
+
+def _labels(b: BatchBuilder, symbols: list[str], refs: tuple[int, ...], index: int) -> Labels | None:
+    if len(refs) % 2:
+        b.problem("labels_refs", "an odd number of references (they come in name, value pairs)", index)
+        return None
+    name = ""
+    others: dict[str, str] = {}
+    for k in range(0, len(refs), 2):
+        key, value = _symbol(symbols, refs[k]), _symbol(symbols, refs[k + 1])
+        if key is None or value is None:
+            b.problem("labels_refs", f"reference past the end of symbols ({len(symbols)} entries)", index)
+            return None
+        if key == METRIC_NAME:
+            name = value
+        elif key in others:
+            b.problem(f"labels.{key}", "duplicate label name", index)
+            return None
+        elif value != "":
+            others[key] = value
+    if not name:
+        b.problem("__name__", "series has no __name__ label (metric name)", index)
+        return None
+    made = b.make_series(name, others, index)
+    return b.validator.intern(made) if made is not None else None
