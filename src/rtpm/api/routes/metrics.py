@@ -12,6 +12,7 @@ from rtpm.api.deps import ServicesDep, TenantDep, read_json
 from rtpm.api.params import parse_labels_param
 from rtpm.api.responses import OrjsonResponse
 from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
+from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
@@ -225,7 +226,7 @@ _QUERY_FORMAT = Query(
 )
 
 
-async def _seed_query(services: ServicesDep, tenant: str, q: QueryIn) -> dict[str, Any]:
+async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, Any]:
     """The seed's query as an object; its `series` are `{metric_name, labels, data_points}`."""
     services.validator.metric_name(q.metric_name, problems := [], None, "metric_name")
     if problems:
