@@ -111,27 +111,34 @@ def test_every_required_variable_is_in_env_example_uncommented_with_a_placeholde
     assert set(example) == required
 
 
-def _serve(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTPM_")}
-    env.update(RTPM_ENVIRONMENT="production", RTPM_DATA_DIR=str(tmp_path / "data"), **env_overrides)
-    return subprocess.run(
-        [sys.executable, "-m", "rtpm", "serve", "--port", "0"],
-        env=env,
-        cwd=tmp_path,  # no .env here
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_rtpm_serve_refuses_each_placeholder_in_production(tmp_path: Path) -> None:
+    """One `rtpm serve` per required variable (side by side), that one left at its placeholder."""
+    example = _env_example()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RTPM_")}
+    runs = {}
+    for name in sorted(STRONG):
+        env = {**base, **STRONG, name: example[name], "RTPM_ENVIRONMENT": "production"}
+        env["RTPM_DATA_DIR"] = str(tmp_path / name / "data")
+        (tmp_path / name).mkdir()
+        runs[name] = subprocess.Popen(
+            [sys.executable, "-m", "rtpm", "serve", "--port", "0"],
+            env=env,
+            cwd=tmp_path / name,  # no .env here
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, proc in runs.items():
+        _, stderr = proc.communicate(timeout=90)
+        assert proc.returncode != 0, f"rtpm serve started with {name} at its placeholder"
+        assert name in stderr, stderr[-2000:]
+    # With the real values the settings are accepted.
+    assert Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        environment="production",
+        admin_password=STRONG["RTPM_ADMIN_PASSWORD"],
+        flower_basic_auth=STRONG["RTPM_FLOWER_BASIC_AUTH"],
     )
-
-
-@pytest.mark.parametrize("name", sorted(STRONG))
-def test_rtpm_serve_refuses_each_placeholder_in_production(name: str, tmp_path: Path) -> None:
-    values = {**STRONG, name: _env_example()[name]}
-    done = _serve(values, tmp_path)
-    assert done.returncode != 0
-    assert name in done.stderr, done.stderr[-2000:]
-    # With the real values every setting is accepted (not started: that needs no more checking here).
-    assert Settings(_env_file=None, environment="production", admin_password=STRONG["RTPM_ADMIN_PASSWORD"])  # type: ignore[call-arg]
 
 
 class _Ready(BaseHTTPRequestHandler):
