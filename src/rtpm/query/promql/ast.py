@@ -16,6 +16,7 @@ import promql_parser as pp
 from rtpm.errors import QueryParseError
 from rtpm.model.labels import METRIC_NAME, Matcher, MatchType
 from rtpm.query.promql import durations
+from rtpm.query.promql.info import info_selection
 
 # Functions Prometheus 2 had that the parser (which follows Prometheus 3) no longer knows.
 try:
@@ -150,6 +151,16 @@ class Negate(Node):
     expr: Node = field(default_factory=Node)
 
 
+@dataclass(eq=False)
+class Info(Node):
+    """`info(expr, {selector})`: `sel` selects the info series; see query.promql.info."""
+
+    expr: Node = field(default_factory=Node)
+    sel: VectorSel = field(default_factory=VectorSel)
+    names: list[Matcher] = field(default_factory=list)
+    data: list[Matcher] = field(default_factory=list)
+
+
 _VALUE_TYPES = [
     (pp.ValueType.Vector, "vector"),
     (pp.ValueType.Scalar, "scalar"),
@@ -220,6 +231,30 @@ def _selector(vs: Any) -> VectorSel:
     return VectorSel(matchers=matchers, offset_ms=_ms(vs.offset), at=_at(vs.at), text=str(vs))
 
 
+def _info(e: Any) -> Info:
+    if not 1 <= len(e.args) <= 2:
+        raise QueryParseError('invalid parameter "query": parse error: info() takes one or two arguments')
+    given: list[Matcher] = []
+    if len(e.args) == 2:
+        sel = e.args[1]
+        if not isinstance(sel, pp.VectorSelector) or sel.offset is not None or sel.at is not None:
+            raise QueryParseError(
+                'invalid parameter "query": parse error: the second argument of info() must be label matchers {...}'
+            )
+        if sel.name:
+            given.append(Matcher(METRIC_NAME, MatchType.EQUAL, sel.name))
+        for m in sel.matchers.matchers:
+            try:
+                given.append(Matcher(m.name, _lookup(_MATCH_OPS, m.op), m.value))
+            except ValueError as exc:
+                raise QueryParseError(f'invalid parameter "query": {exc}') from None
+    select, names, data = info_selection(given)
+    expr = convert(e.args[0])
+    if expr.type != "vector":
+        raise QueryParseError('invalid parameter "query": parse error: info() needs an instant vector')
+    return Info(expr=expr, sel=VectorSel(matchers=select, text="info series"), names=names, data=data)
+
+
 def convert(e: Any) -> Node:
     if isinstance(e, pp.ParenExpr):
         return convert(e.expr)
@@ -240,6 +275,8 @@ def convert(e: Any) -> Node:
         n = Negate(expr=inner)
         n.type = inner.type
         return n
+    if isinstance(e, pp.Call) and e.func.name == "info":
+        return _info(e)
     if isinstance(e, pp.Call):
         c = Call(name=e.func.name, args=[convert(a) for a in e.args])
         c.type = _lookup(_VALUE_TYPES, e.func.return_type)

@@ -24,7 +24,6 @@ UNSUPPORTED = {
     "histogram_fraction",
     "histogram_stddev",
     "histogram_stdvar",
-    "info",
 }
 
 

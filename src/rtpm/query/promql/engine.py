@@ -25,6 +25,7 @@ from rtpm.model.labels import is_valid_label_name
 from rtpm.query.promql import aggregations, binops
 from rtpm.query.promql import ast as a
 from rtpm.query.promql.calls import call
+from rtpm.query.promql.info import enrich
 from rtpm.query.promql.selectors import Flat, instant, windows
 from rtpm.query.promql.values import F64, I64, RangeVec, Scalar, String, Value, Vector, drop_name
 from rtpm.settings import Settings
@@ -220,6 +221,9 @@ def _plan(node: a.Node, lo: int, hi: int, q: _Query, out: list[a.VectorSel]) -> 
         _plan(node.rhs, lo, hi, q, out)
     elif isinstance(node, a.Negate):
         _plan(node.expr, lo, hi, q, out)
+    elif isinstance(node, a.Info):
+        _plan(node.expr, lo, hi, q, out)
+        _need(node.sel, lo - q.lookback_ms, hi, out)
 
 
 def _eff_span(at: a.At | None, offset_ms: int, lo: int, hi: int, q: _Query) -> tuple[int, int]:
@@ -273,6 +277,11 @@ def _eval(node: a.Node, steps: I64, q: _Query) -> Value:
         return windows(flat, _eff(sel.at, sel.offset_ms, steps, q), node.range_ms, steps)
     if isinstance(node, a.Subquery):
         return _subquery(node, steps, q)
+    if isinstance(node, a.Info):
+        base = _eval(node.expr, steps, q)
+        assert isinstance(base, Vector)
+        infos = instant(q.data[id(node.sel)], steps, q.lookback_ms)
+        return enrich(base, infos, node.names, node.data)
     if isinstance(node, a.Negate):
         v = _eval(node.expr, steps, q)
         if isinstance(v, Scalar):
