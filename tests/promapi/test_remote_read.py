@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
+from rtpm.api.routes import remote_read as remote_read_route
 from rtpm.ingest.proto import ChunkedReadResponse, ReadRequest, ReadResponse
 from rtpm.model.labels import Labels, make_labels
 from rtpm.model.samples import STALE_NAN, WriteBatch
@@ -272,7 +273,7 @@ def _batch(tenant: str, name: str, n: int) -> WriteBatch:
     return b
 
 
-def test_samples_answer_and_tenant_isolation(app: App) -> None:
+def test_samples_answer_and_tenant_isolation(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     app.write(_batch(app.tenant, "rr_local", 6))
     app.write(_batch("other", "rr_local", 3))
     r = _post(app, _samples_request("rr_local"))
@@ -288,6 +289,7 @@ def test_samples_answer_and_tenant_isolation(app: App) -> None:
         (("__name__", "rr_local"), ("i", "1")): [(BASE_MS + 1, 1.0), (BASE_MS + 3, 3.0), (BASE_MS + 5, 5.0)],
     }
     other = create_key(app.client, "metrics:read", tenant="other")
+    monkeypatch.setattr(remote_read_route, "_ENCODE_IN_PLACE_SAMPLES", 0)  # a big answer: encoded in a thread
     r = _post(app, _samples_request("rr_local"), bearer(other))
     (result,) = ReadResponse.FromString(bytes(cramjam.snappy.decompress_raw(r.content))).results
     assert sum(len(s.samples) for s in result.timeseries) == 3  # the other tenant's own samples only

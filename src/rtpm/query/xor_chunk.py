@@ -23,6 +23,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+import numpy as np
+
 from rtpm.errors import BadDataError
 
 MAX_SAMPLES_PER_CHUNK = 120  # what Prometheus's head aims for; any count below 2**16 is valid
@@ -31,9 +33,6 @@ _U64 = (1 << 64) - 1
 _DOUBLE = struct.Struct(">d")
 _UINT64 = struct.Struct(">Q")
 
-# (prefix, prefix bits, payload bits) of the delta-of-delta buckets, smallest first
-_DOD_BUCKETS = ((0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20))
-
 
 def float_bits(v: float) -> int:
     return int(_UINT64.unpack(_DOUBLE.pack(v))[0])
@@ -41,37 +40,6 @@ def float_bits(v: float) -> int:
 
 def bits_float(b: int) -> float:
     return float(_DOUBLE.unpack(_UINT64.pack(b))[0])
-
-
-class _BitWriter:
-    """Bits appended to a Python int, moved out to bytes every so often so shifts stay cheap."""
-
-    __slots__ = ("acc", "nbits", "out")
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.acc = 0
-        self.nbits = 0
-
-    def write(self, value: int, nbits: int) -> None:
-        self.acc = (self.acc << nbits) | (value & ((1 << nbits) - 1))
-        self.nbits += nbits
-        if self.nbits >= 512:
-            whole = self.nbits // 8 * 8
-            keep = self.nbits - whole
-            self.out += (self.acc >> keep).to_bytes(whole // 8, "big")
-            self.acc &= (1 << keep) - 1
-            self.nbits = keep
-
-    def write_bytes(self, data: bytes) -> None:
-        for byte in data:
-            self.write(byte, 8)
-
-    def finish(self) -> bytes:
-        pad = -self.nbits % 8
-        if self.nbits:
-            self.out += (self.acc << pad).to_bytes((self.nbits + pad) // 8, "big")
-        return bytes(self.out)
 
 
 def _uvarint(n: int) -> bytes:
@@ -88,67 +56,92 @@ def _varint(n: int) -> bytes:
     return _uvarint(((n << 1) ^ (n >> 63)) & _U64)
 
 
-def _fits(x: int, nbits: int) -> bool:
-    """Whether the delta-of-delta goes into a bucket of `nbits` (Prometheus's bitRange)."""
-    return -((1 << (nbits - 1)) - 1) <= x <= 1 << (nbits - 1)
+def _zeros(x: np.ndarray) -> tuple[list[int], list[int]]:
+    """Leading zeros (capped at 31, as the format stores 5 bits) and trailing zeros of each XOR."""
+    smear = x.copy()
+    for shift in (1, 2, 4, 8, 16, 32):
+        smear |= smear >> np.uint64(shift)
+    leading = np.minimum(64 - np.bitwise_count(smear).astype(np.int64), 31)
+    lowest = x & (~x + np.uint64(1))
+    trailing = np.bitwise_count(lowest - np.uint64(1)).astype(np.int64)  # 64 for x == 0 (unused)
+    return leading.tolist(), trailing.tolist()
 
 
 def encode_xor(ts_ms: Sequence[int], value_bits: Sequence[int]) -> bytes:
     """One XOR chunk of samples in increasing timestamp order; values given as their IEEE-754 bit
-    patterns (`numpy_array.view(np.uint64).tolist()`), so NaN payloads survive."""
+    patterns (`numpy_array.view(np.uint64).tolist()`), so NaN payloads survive. The XORs and their
+    zero counts are computed column-wise; the loop only decides and writes bits."""
     n = len(ts_ms)
     if n != len(value_bits):
         raise ValueError("timestamps and values differ in length")
     if n >= 1 << 16:
         raise ValueError(f"an XOR chunk holds at most 65535 samples, got {n}")
-    w = _BitWriter()
     if n == 0:
         return b"\x00\x00"
-    t_prev = int(ts_ms[0])
-    v_prev = int(value_bits[0])
-    w.write_bytes(_varint(t_prev))
-    w.write(v_prev, 64)
+    ts = [int(t) for t in ts_ms]
+    bits = np.array(value_bits, dtype=np.uint64)
+    xors_np = bits[1:] ^ bits[:-1]
+    xors = xors_np.tolist()
+    leads, trails = _zeros(xors_np)
+    out = bytearray()
+    first = _varint(ts[0])
+    acc = int.from_bytes(first, "big") << 64 | int(bits[0])
+    nbits = 8 * len(first) + 64
     delta_prev = 0
     leading, trailing = 0xFF, 0  # 0xff: no window yet
+    t_prev = ts[0]
     for i in range(1, n):
-        t = int(ts_ms[i])
+        t = ts[i]
         delta = t - t_prev
         if delta < 0:
             raise ValueError(f"timestamps must increase: {t} after {t_prev}")
         if i == 1:
-            w.write_bytes(_uvarint(delta))
+            second = _uvarint(delta)
+            acc = acc << (8 * len(second)) | int.from_bytes(second, "big")
+            nbits += 8 * len(second)
         else:
             dod = delta - delta_prev
             if dod == 0:
-                w.write(0, 1)
+                acc <<= 1
+                nbits += 1
+            elif -8191 <= dod <= 8192:  # the buckets of 14, 17, 20 and 64 bits
+                acc = acc << 16 | 0b10 << 14 | (dod & 0x3FFF)
+                nbits += 16
+            elif -65535 <= dod <= 65536:
+                acc = acc << 20 | 0b110 << 17 | (dod & 0x1FFFF)
+                nbits += 20
+            elif -524287 <= dod <= 524288:
+                acc = acc << 24 | 0b1110 << 20 | (dod & 0xFFFFF)
+                nbits += 24
             else:
-                for prefix, prefix_bits, payload_bits in _DOD_BUCKETS:
-                    if _fits(dod, payload_bits):
-                        w.write(prefix, prefix_bits)
-                        w.write(dod, payload_bits)
-                        break
-                else:
-                    w.write(0b1111, 4)
-                    w.write(dod, 64)
-        v = int(value_bits[i])
-        x = v ^ v_prev
+                acc = acc << 68 | 0b1111 << 64 | (dod & _U64)
+                nbits += 68
+        x = xors[i - 1]
         if x == 0:
-            w.write(0, 1)
+            acc <<= 1
+            nbits += 1
         else:
-            new_leading = min(64 - x.bit_length(), 31)
-            new_trailing = (x & -x).bit_length() - 1
-            if leading != 0xFF and new_leading >= leading and new_trailing >= trailing:
-                w.write(0b10, 2)
-                w.write(x >> trailing, 64 - leading - trailing)
+            lead, trail = leads[i - 1], trails[i - 1]
+            if leading != 0xFF and lead >= leading and trail >= trailing:
+                width = 64 - leading - trailing
+                acc = acc << (2 + width) | 0b10 << width | x >> trailing
+                nbits += 2 + width
             else:
-                leading, trailing = new_leading, new_trailing
-                significant = 64 - leading - trailing
-                w.write(0b11, 2)
-                w.write(leading, 5)
-                w.write(significant & 0x3F, 6)  # 64 does not fit in 6 bits: written as 0
-                w.write(x >> trailing, significant)
-        t_prev, v_prev, delta_prev = t, v, delta
-    return n.to_bytes(2, "big") + w.finish()
+                leading, trailing = lead, trail
+                width = 64 - lead - trail
+                # 11, 5 bits of leading zeros, 6 bits of width (64 written as 0), the bits
+                acc = acc << (13 + width) | (0b11 << 11 | lead << 6 | (width & 0x3F)) << width | x >> trail
+                nbits += 13 + width
+        t_prev, delta_prev = t, delta
+        if nbits >= 1024:  # move whole bytes out so the shifts stay short
+            keep = nbits & 7
+            out += (acc >> keep).to_bytes(nbits >> 3, "big")
+            acc &= (1 << keep) - 1
+            nbits = keep
+    pad = -nbits % 8
+    if nbits:
+        out += (acc << pad).to_bytes((nbits + pad) // 8, "big")
+    return n.to_bytes(2, "big") + bytes(out)
 
 
 class _BitReader:

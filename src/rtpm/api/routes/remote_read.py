@@ -8,6 +8,7 @@ from __future__ import annotations
 import cramjam
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
@@ -16,6 +17,9 @@ from rtpm.ingest.compression import decompress
 from rtpm.query import remote_read as rr
 
 router = APIRouter(tags=["prometheus"])
+
+# Encoding takes ~1.5 s per million samples: past this many, off the event loop.
+_ENCODE_IN_PLACE_SAMPLES = 100_000
 
 
 @router.post("/api/v1/read", dependencies=[Depends(require("metrics:read"))], response_class=Response)
@@ -32,6 +36,12 @@ async def remote_read(request: Request, services: ServicesDep, tenant: TenantDep
     queries, response_type = rr.parse_read_request(body)
     results = await rr.read(services.storage, tenant, queries, max_samples=services.settings.limits.max_query_samples)
     if response_type is rr.ResponseType.STREAMED_XOR_CHUNKS:
+        # a plain iterator: Starlette runs it in a worker thread, frame by frame
         return StreamingResponse(rr.stream_frames(results), media_type=rr.STREAMED_CONTENT_TYPE)
-    data = bytes(cramjam.snappy.compress_raw(rr.encode_read_response(results)))
+
+    def encode() -> bytes:
+        return bytes(cramjam.snappy.compress_raw(rr.encode_read_response(results)))
+
+    samples = sum(len(s.ts_ms) for series in results for s in series)
+    data = encode() if samples < _ENCODE_IN_PLACE_SAMPLES else await run_in_threadpool(encode)
     return Response(data, media_type=rr.SAMPLES_CONTENT_TYPE, headers={"Content-Encoding": "snappy"})
