@@ -154,7 +154,7 @@ def test_manual_resolve_is_recorded_and_a_new_alert_opens_while_the_condition_ho
 ) -> None:
     server = server_factory(env=alerting_env(webhook))
     with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
-        create_rule(c, {**CPU_RULE, "for": 0})
+        create_rule(c, {**CPU_RULE, "for_duration": 0})
         ingest(c, 90.0)
         first = wait_for("a firing alert", lambda: [a for a in active(c) if a["status"] == "firing"])[0]
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
@@ -201,7 +201,7 @@ def test_alertmanager_receives_and_lists_the_alert(server_factory: Callable[...,
     try:
         server = server_factory(env=alerting_env(RTPM_ALERTING__ALERTMANAGER_URLS=json.dumps([am.url])))
         with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
-            create_rule(c, {**CPU_RULE, "for": "1s"})
+            create_rule(c, {**CPU_RULE, "for_duration": "1s"})
             ingest(c, 99.0)
             firing = wait_for("a firing alert", lambda: [a for a in active(c) if a["status"] == "firing"])[0]
             listed = wait_for("the alert in Alertmanager", am.alerts)
@@ -221,7 +221,7 @@ def test_restart_neither_renotifies_nor_loses_the_resolve(
 ) -> None:
     server = server_factory(env=alerting_env(webhook))
     with httpx.Client(base_url=server.url, timeout=30, headers=server.headers) as c:
-        rule = create_rule(c, {**CPU_RULE, "for": "1s"})
+        rule = create_rule(c, {**CPU_RULE, "for_duration": "1s"})
         ingest(c, 95.0)
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
     server.kill()
@@ -262,7 +262,7 @@ def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
         httpx.Client(base_url=a.url, timeout=30, headers=a.headers) as ca,
         httpx.Client(base_url=b.url, timeout=30, headers=b.headers) as cb,
     ):
-        rule = create_rule(ca, {**CPU_RULE, "for": "1s"})
+        rule = create_rule(ca, {**CPU_RULE, "for_duration": "1s"})
         ingest(cb, 85.0)
         wait_for("the firing webhook", lambda: webhook.payloads("firing"))
         evaluations_after(ca, rule["id"], 3)
@@ -296,7 +296,7 @@ def test_transitions_reach_the_live_websocket_channel(server_factory: Callable[.
                 if msg["type"] == "alert":
                     return dict(msg["alert"])
 
-        create_rule(c, {**CPU_RULE, "for": 0})
+        create_rule(c, {**CPU_RULE, "for_duration": 0})
         ingest(c, 88.0)
         fired = next_alert()
         assert (fired["event"], fired["status"], fired["rule_name"]) == ("firing", "firing", "HighCPU")
