@@ -153,7 +153,7 @@ def _histogram_series(name: str, t: int, *, with_sample: bool) -> bytes:
     return b"\x0a" + varint(len(series)) + series
 
 
-def test_native_histograms_are_counted_as_refused_and_the_floats_beside_them_stored(pusher: Pusher) -> None:
+def test_native_histograms_are_stored_beside_the_floats(pusher: Pusher) -> None:
     t = now_ms()
     floats = request([({"__name__": "good", "a": "1"}, [(t, 1.0)])]).SerializeToString()
     body = (
@@ -162,7 +162,11 @@ def test_native_histograms_are_counted_as_refused_and_the_floats_beside_them_sto
     r = post(pusher, bytes(cramjam.snappy.compress_raw(body)))
     assert r.status_code == 204, r.text
     assert pusher.stored() == {GOOD: [(t, 1.0)], (("__name__", "mixed"),): [(t, 1.5)]}
-    assert pusher.refused("remote_write", "native_histogram") == 2
+    assert pusher.refused("remote_write", "native_histogram") == 0
+    for name in ("hist_only", "mixed"):
+        r = pusher.client.get("/api/v1/query", params={"query": f"histogram_count({name})", "time": t / 1000})
+        assert r.status_code == 200, r.text
+        assert [s["value"][1] for s in r.json()["data"]["result"]] == ["1"]
 
 
 def test_type_and_unit_labels_are_stored_as_labels(pusher: Pusher) -> None:

@@ -21,8 +21,9 @@ from typing import Any, Final
 
 from rtpm.errors import BadDataError, PayloadTooLarge, Problem
 from rtpm.ingest.validate import Validator
+from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels, make_labels
-from rtpm.model.samples import MetricMetadata, MetricType, WriteBatch
+from rtpm.model.samples import STALE_NAN, MetricMetadata, MetricType, WriteBatch
 
 MISSING: Final = object()
 MAX_LISTED_PROBLEMS = 100
@@ -32,7 +33,7 @@ MAX_LISTED_PROBLEMS = 100
 INVALID_SERIES = "invalid_series"  # metric name or labels that can never be stored
 TOO_OLD = "too_old"  # older than limits.max_past_seconds
 TOO_NEW = "too_new"  # further ahead than limits.max_future_seconds
-NATIVE_HISTOGRAM = "native_histogram"  # not stored until the storage engine has histogram samples
+NATIVE_HISTOGRAM = "native_histogram"  # a native histogram that does not decode or is inconsistent
 PARSE_ERROR = "parse_error"  # a line (Influx, text format) that does not parse: counted per line
 UNSUPPORTED = "unsupported"  # OTLP data RTPM does not map (delta temporality, ...)
 REFUSAL_REASONS = (INVALID_SERIES, TOO_OLD, TOO_NEW, NATIVE_HISTOGRAM, PARSE_ERROR, UNSUPPORTED)
@@ -133,6 +134,26 @@ class BatchBuilder:
         self.validator.timestamp_ms(ts_ms, found, index, "timestamp")
         self._collect(found)
         self.refuse(TOO_OLD if ts_ms < self.lo_ms else TOO_NEW, 1, index)
+
+    def add_histogram(self, labels: Labels, ts_ms: int, value: Histogram, index: int | None) -> None:
+        """A native histogram sample; one whose sum is a stale marker is stored as the float stale
+        marker that ends the series (as Prometheus's TSDB treats it)."""
+        if value.is_stale():
+            self.add(labels, ts_ms, STALE_NAN, index)
+            return
+        if self.lo_ms <= ts_ms <= self.hi_ms:
+            self.batch.add_histogram(labels, ts_ms, value)
+            return
+        found: list[Problem] = []
+        self.validator.timestamp_ms(ts_ms, found, index, "histograms.timestamp")
+        self._collect(found)
+        self.refuse(TOO_OLD if ts_ms < self.lo_ms else TOO_NEW, 1, index)
+
+    def add_exemplar(self, labels: Labels, exemplar: Exemplar) -> None:
+        """An exemplar of an accepted series (exemplars outside the window are dropped silently:
+        they are not samples)."""
+        if self.lo_ms <= exemplar.ts_ms <= self.hi_ms:
+            self.batch.add_exemplar(labels, exemplar)
 
     def extend(self, labels: Labels, ts_ms: Sequence[int], values: Sequence[float], index: int | None) -> None:
         """Add many samples of one series (the columns are appended in one go)."""

@@ -16,12 +16,13 @@ receiver does by default (COMPAT.md section 5; the README's "OpenTelemetry namin
   `target_info{job, instance, ...} 1` series; scope name and version -> `otel_scope_name`,
   `otel_scope_version` (the OpenTelemetry specification's SHOULD; Prometheus does it only with
   `promote_scope_metadata: true`);
+- cumulative exponential histograms -> native histograms (otlp_histograms.py), with exemplars;
 - NO_RECORDED_VALUE points -> Prometheus stale markers.
 
 Refused, reported through `partial_success` (the rest of the request is stored): delta temporality
 (sums and histograms; RTPM does not accumulate deltas: a collector's `deltatocumulative` processor
-does), exponential histograms (native histograms are not stored yet), unspecified temporality,
-malformed histograms, and points that fail validation (timestamp window, label limits).
+does), exponential histogram scales below -4, unspecified temporality, malformed histograms,
+and points that fail validation (timestamp window, label limits).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
+from rtpm.ingest import otlp_histograms
 from rtpm.ingest.batching import INVALID_SERIES, MISSING, BatchBuilder, Refused
 from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse, KeyValue
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
@@ -86,7 +88,6 @@ _UNDERSCORES = re.compile(r"__+")
 
 DELTA_REFUSED = "delta temporality is not supported (use the collector's deltatocumulative processor)"
 EMPTY_NAME = "metric name has no character of [a-zA-Z0-9:] (nothing left once translated)"
-EXPONENTIAL_REFUSED = "exponential histograms are not supported (native histograms); use explicit buckets"
 
 
 @dataclass(slots=True)
@@ -555,8 +556,28 @@ class _Decoder:
                 latest = t if latest is None else max(latest, t)
             mtype = MetricType.SUMMARY
         elif kind == "exponential_histogram":
-            self.reject(EXPONENTIAL_REFUSED, len(metric.exponential_histogram.data_points))
-            return None
+            data = metric.exponential_histogram
+            if data.aggregation_temporality != CUMULATIVE:
+                reason = DELTA_REFUSED if data.aggregation_temporality == DELTA else "unspecified temporality"
+                self.reject(reason, len(data.data_points))
+                return None
+            prom = metric_name(name, unit, MetricType.HISTOGRAM)
+            for dp in data.data_points:
+                self.point += 1
+                h = otlp_histograms.to_histogram(dp)
+                if isinstance(h, str):
+                    self.reject(h, 1)
+                    continue
+                t = self.ts(dp.time_unix_nano)
+                series = self.series(prom, {**attributes(dp.attributes), **common})
+                if series is None:
+                    self.b.refuse(INVALID_SERIES, 1, self.point)
+                    continue
+                self.b.add_histogram(series, t, h, self.point)
+                for e in otlp_histograms.exemplars(dp, attributes):
+                    self.b.add_exemplar(series, e)
+                latest = t if latest is None else max(latest, t)
+            mtype = MetricType.HISTOGRAM
         else:
             return None
         if latest is not None and (metric.description or unit):

@@ -3,9 +3,10 @@
 `RemoteWriteDecoder.decode(raw_protobuf, ...)` -> WriteBatch, or BadDataError naming every invalid
 series (by its index in the request). `decode_partial` (what the receiver uses) never refuses a
 request for its series: it returns the acceptable samples and a `Refused` naming the series and
-samples left out (invalid labels, samples outside the accepted window, native histograms until
-the storage engine stores them). Samples may be any float, stale markers included. Exemplars are
-ignored. Metadata entries become metric metadata.
+samples left out (invalid labels, samples outside the accepted window, native histograms that do
+not decode). Samples may be any float, stale markers included. Native histograms (integer and
+float, every schema, custom buckets) and exemplars are decoded (proto/histograms.py) and stored
+beside the float samples. Metadata entries become metric metadata.
 
 Speed: each TimeSeries is kept as the raw bytes of its encoding, and the decoder remembers (up to
 `cache_size`) the validated Labels of series it has seen, keyed by the canonical encoding of their
@@ -26,6 +27,7 @@ from rtpm.errors import BadDataError
 from rtpm.ingest.batching import INVALID_SERIES, MISSING, NATIVE_HISTOGRAM, BatchBuilder, Refused
 from rtpm.ingest.proto import Label, WriteRequestLite
 from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
+from rtpm.ingest.proto.histograms import HistogramDecodeError, decode_exemplar, decode_histogram
 from rtpm.ingest.validate import Validator
 from rtpm.model.labels import METRIC_NAME, Labels
 from rtpm.model.samples import MetricType, WriteBatch
@@ -42,11 +44,6 @@ _TYPES = {
     6: MetricType.GAUGE,
     7: MetricType.GAUGE,
 }
-
-NATIVE_HISTOGRAMS_REFUSED = (
-    "native histograms are not supported; send classic histograms (disable native histogram "
-    "ingestion for this target, or set send_native_histograms: false in remote_write)"
-)
 
 _DOUBLE = struct.Struct("<d")
 
@@ -222,12 +219,8 @@ class RemoteWriteDecoder:
             parse_write_request(data)  # raises the error of the whole message
             raise
         samples = ts.samples
-        histograms = len(ts.histograms)
-        if histograms:
-            b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
-            b.refuse(NATIVE_HISTOGRAM, histograms, i)
-        if not samples:
-            return  # histograms or exemplars only
+        if not samples and not ts.histograms and not ts.exemplars:
+            return
         items = tuple(ts.labels)
         key = _labels_key(items)
         batch = b.batch
@@ -242,7 +235,7 @@ class RemoteWriteDecoder:
                     if found is not None:
                         fresh[key] = found
                 if found is None:
-                    b.refuse(INVALID_SERIES, len(samples), i)
+                    b.refuse(INVALID_SERIES, len(samples) + len(ts.histograms), i)
                     return
                 assert isinstance(found, tuple)
                 labels = found
@@ -251,11 +244,25 @@ class RemoteWriteDecoder:
                 ref = index[labels] = len(series_list)
                 series_list.append(labels)
             ref_of[key] = ref
+        labels = series_list[ref]
         if len(samples) == 1:
             s = samples[0]
-            b.add(series_list[ref], s.timestamp, s.value, i)
-        else:
-            b.extend(series_list[ref], [s.timestamp for s in samples], [s.value for s in samples], i)
+            b.add(labels, s.timestamp, s.value, i)
+        elif samples:
+            b.extend(labels, [s.timestamp for s in samples], [s.value for s in samples], i)
+        for raw_h in ts.histograms:
+            try:
+                t, h = decode_histogram(raw_h)
+            except HistogramDecodeError as exc:
+                b.problem("histograms", str(exc), i)
+                b.refuse(NATIVE_HISTOGRAM, 1, i)
+                continue
+            b.add_histogram(labels, t, h, i)
+        for raw_e in ts.exemplars:
+            try:
+                b.add_exemplar(labels, decode_exemplar(raw_e))
+            except HistogramDecodeError as exc:
+                b.problem("exemplars", str(exc), i)
 
     @staticmethod
     def _series(b: BatchBuilder, raw: tuple[bytes, ...], index: int) -> Labels | None:

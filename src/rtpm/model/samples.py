@@ -8,6 +8,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels
 
 # Prometheus' staleness marker: a NaN with this exact bit pattern.
@@ -47,6 +48,29 @@ class WriteBatch:
     values: list[float] = field(default_factory=list)
     metadata: list[MetricMetadata] = field(default_factory=list)
     _index: dict[Labels, int] = field(default_factory=dict, repr=False)
+    # Native histogram samples and exemplars, columnar like the float samples (refs into `series`).
+    h_refs: list[int] = field(default_factory=list)
+    h_ts_ms: list[int] = field(default_factory=list)
+    h_values: list[Histogram] = field(default_factory=list)
+    ex_refs: list[int] = field(default_factory=list)
+    exemplars: list[Exemplar] = field(default_factory=list)
+
+    def ref(self, labels: Labels) -> int:
+        ref = self._index.get(labels)
+        if ref is None:
+            ref = len(self.series)
+            self._index[labels] = ref
+            self.series.append(labels)
+        return ref
+
+    def add_histogram(self, labels: Labels, ts_ms: int, value: Histogram) -> None:
+        self.h_refs.append(self.ref(labels))
+        self.h_ts_ms.append(ts_ms)
+        self.h_values.append(value)
+
+    def add_exemplar(self, labels: Labels, exemplar: Exemplar) -> None:
+        self.ex_refs.append(self.ref(labels))
+        self.exemplars.append(exemplar)
 
     def add(self, labels: Labels, ts_ms: int, value: float) -> None:
         ref = self._index.get(labels)
@@ -59,7 +83,8 @@ class WriteBatch:
         self.values.append(value)
 
     def __len__(self) -> int:
-        return len(self.ts_ms)
+        """Samples: floats and histograms (exemplars are not samples)."""
+        return len(self.ts_ms) + len(self.h_ts_ms)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from typing import Protocol
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, MetricInfo, MetricMetadata, Series, SeriesStats, WriteBatch
 from rtpm.storage.alert_store import AlertStore
+from rtpm.storage.histograms import HistogramStore
 
 
 class Querier(Protocol):
@@ -48,6 +49,7 @@ class Querier(Protocol):
 class Storage(Protocol):
     backend: str
     alerts: AlertStore  # rules, alert state and history, evaluator leadership (storage/alert_store.py)
+    histograms: HistogramStore  # native histogram samples and exemplars (storage/histograms.py)
 
     async def open(self) -> None:
         """Connect and apply pending migrations."""

@@ -54,6 +54,7 @@ from rtpm.storage.chunks import F64, I64
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.postgres_alerts import PostgresAlertStore
 from rtpm.storage.postgres_dashboards import PostgresDashboardStore
+from rtpm.storage.postgres_histograms import PostgresHistogramStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
 
 log = structlog.get_logger("rtpm.storage")
@@ -145,6 +146,7 @@ class PostgresStorage:
         self.maintenance = PostgresMaintenance(self)
         self.alerts = PostgresAlertStore(self)
         self.dashboards = PostgresDashboardStore(self)
+        self.histograms = PostgresHistogramStore(self)
         self._schema = schema
         self._pool_size = pool_size
         self._days_ahead = partition_days_ahead
@@ -377,6 +379,7 @@ class PostgresStorage:
                         wal.encode(hot.series_ids, hot.ts_ms, hot.values),
                     )
                     record = wal.Record(rid, hot.series_ids, hot.ts_ms, hot.values)
+            await self.histograms.write_in(conn, batches, per_batch)
             if meta:
                 await conn.executemany(
                     "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "
@@ -386,7 +389,7 @@ class PostgresStorage:
                 )
         if record is not None and self._headlog is not None:
             await self._headlog.after_commit(record)
-        return len(flat)
+        return len(flat) + sum(len(b.h_ts_ms) for b in batches)
 
     async def _insert_rows(
         self, conn: asyncpg.Connection, flat: FlatSamples, now_ms: int, *, all_late: bool = False

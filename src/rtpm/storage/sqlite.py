@@ -44,6 +44,7 @@ from rtpm.storage.chunks import F64, I64
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.sqlite_alerts import SqliteAlertStore
 from rtpm.storage.sqlite_dashboards import SqliteDashboardStore
+from rtpm.storage.sqlite_histograms import SqliteHistogramStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
 
 T = TypeVar("T")
@@ -81,6 +82,7 @@ class SqliteStorage:
         self.maintenance = SqliteMaintenance(self)
         self.alerts = SqliteAlertStore(self)
         self.dashboards = SqliteDashboardStore(self)
+        self.histograms = SqliteHistogramStore(self)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
         self._local = threading.local()
@@ -228,6 +230,7 @@ class SqliteStorage:
                         )
                         assert cur.lastrowid is not None
                         record = wal.Record(cur.lastrowid, hot.series_ids, hot.ts_ms, hot.values)
+                self.histograms.write_in(conn, batches, per_batch)
                 meta = merged_metadata(batches)
                 if meta:
                     conn.executemany(
@@ -241,7 +244,7 @@ class SqliteStorage:
                 conn.execute("ROLLBACK")
                 raise
             self._ids.remember(new_ids)
-            return len(flat), record
+            return len(flat) + sum(len(b.h_ts_ms) for b in batches), record
 
         written, record = await self._write(run)
         if record is not None and self._headlog is not None:

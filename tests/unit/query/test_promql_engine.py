@@ -125,8 +125,6 @@ def test_errors(loop: asyncio.AbstractEventLoop, storage: SqliteStorage) -> None
         run(loop, storage, "m", 300_000, max_series=2)
     with pytest.raises(QueryError, match="smoothing factor"):
         run(loop, storage, "holt_winters(m[5m], 0, 0.5)", 300_000)
-    with pytest.raises(QueryError, match="not supported"):
-        run(loop, storage, "histogram_count(m)", 300_000)
 
 
 def test_timeout(loop: asyncio.AbstractEventLoop, storage: SqliteStorage) -> None:

@@ -25,6 +25,7 @@ from rtpm.model.labels import Labels, Matcher
 from rtpm.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms, parse_timestamp
 from rtpm.query.promql import ast as promql_ast
 from rtpm.query.promql.engine import Engine, EngineOptions
+from rtpm.query.promql.histograms import exemplars_json
 from rtpm.query.promql.jsonfmt import render
 
 # The Prometheus version whose API and PromQL semantics we follow (reported by buildinfo).
@@ -158,7 +159,7 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> R
         with services.metrics.query.time("instant"):
             result = await make_engine(services).instant(tenant, text, t, lookback_ms=lookback, timeout_s=timeout)
         data, truncated = render(result, as_range=False, limit=limit)
-        return _body(data, [TRUNCATED] if truncated else [])
+        return _body(data, [*result.warnings, *([TRUNCATED] if truncated else [])])
 
     return await _cached(services, tenant, ("instant", text, t, lookback, limit), t, compute)
 
@@ -202,7 +203,7 @@ async def query_range(request: Request, services: ServicesDep, tenant: TenantDep
                 tenant, text, start, end, step, lookback_ms=lookback, timeout_s=timeout
             )
         data, truncated = render(result, as_range=True, limit=limit)
-        return _body(data, [TRUNCATED] if truncated else [])
+        return _body(data, [*result.warnings, *([TRUNCATED] if truncated else [])])
 
     return await _cached(services, tenant, ("range", text, start, end, step, lookback, limit), end, compute)
 
@@ -216,14 +217,16 @@ async def format_query(request: Request) -> Response:
 
 
 @router.api_route("/query_exemplars", dependencies=[Depends(require("metrics:read"))], methods=["GET", "POST"])
-async def query_exemplars(request: Request, services: ServicesDep) -> Response:
-    """RTPM keeps no exemplars: a valid query gets an empty list."""
+async def query_exemplars(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Exemplars of the series every selector of `query` matches, in [start, end] (Prometheus's
+    defaults: all time), in Prometheus's shape: [{seriesLabels, exemplars: [{labels, value, timestamp}]}]."""
     params = await _params(request)
-    promql_ast.parse(params.get("query") or "")
-    now_ms = round(services.clock() * 1000)
-    parse_time(params.get("start"), "start", now_ms)
-    parse_time(params.get("end"), "end", now_ms)
-    return _json_success([])
+    node = promql_ast.parse(params.get("query") or "")
+    start = parse_time(params.get("start"), "start", MIN_TIME_MS)
+    end = parse_time(params.get("end"), "end", MAX_TIME_MS)
+    if end < start:
+        raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
+    return _success(await exemplars_json(services.storage.histograms, tenant, node, start, end))
 
 
 # ---- metadata -------------------------------------------------------------------------------

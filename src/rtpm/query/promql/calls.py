@@ -11,20 +11,14 @@ from rtpm.errors import QueryError
 from rtpm.model.labels import METRIC_NAME, Labels, MatchType
 from rtpm.query.promql import ast as a
 from rtpm.query.promql import functions as f
+from rtpm.query.promql import histograms as histo
 from rtpm.query.promql import rangefuncs as r
 from rtpm.query.promql.values import F64, I64, RangeVec, Scalar, String, Value, Vector, drop_name
 
 Eval = Callable[[a.Node, I64, Any], Value]
 
 RATE_LIKE = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
-UNSUPPORTED = {
-    "histogram_count",
-    "histogram_sum",
-    "histogram_avg",
-    "histogram_fraction",
-    "histogram_stddev",
-    "histogram_stdvar",
-}
+UNSUPPORTED: set[str] = set()
 
 
 def _absent_labels(node: a.Node) -> Labels:
@@ -49,7 +43,7 @@ def call(node: a.Call, steps: I64, q: Any, ev: Eval) -> Value:
     name = node.name
     t = len(steps)
     if name in UNSUPPORTED:
-        raise QueryError(f"function {name}() is not supported: native histograms are not stored by RTPM")
+        raise QueryError(f"function {name}() is not supported")
     if name == "time":
         return Scalar(steps / 1000.0)
     if name == "pi":
@@ -58,6 +52,10 @@ def call(node: a.Call, steps: I64, q: Any, ev: Eval) -> Value:
         value = {"start": q.start_ms, "end": q.end_ms, "range": q.end_ms - q.start_ms, "step": q.step_ms}[name]
         return Scalar(np.full(t, value / 1000.0))
     args = [ev(arg, steps, q) for arg in node.args]
+    handled = histo.call(node, args, steps, q)
+    if handled is not None:
+        return handled
+    args = [histo.floats_only(v) for v in args]
 
     def scalar(i: int, default: float | None = None) -> F64:
         if i >= len(args):

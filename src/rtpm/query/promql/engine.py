@@ -24,6 +24,7 @@ from rtpm.errors import QueryError, QueryParseError, QueryTimeout, TooManySample
 from rtpm.model.labels import is_valid_label_name
 from rtpm.query.promql import aggregations, binops
 from rtpm.query.promql import ast as a
+from rtpm.query.promql import histograms as histo
 from rtpm.query.promql.calls import call
 from rtpm.query.promql.info import enrich
 from rtpm.query.promql.selectors import Flat, instant, windows
@@ -65,6 +66,7 @@ class Result:
     samples_loaded: int = 0
     load_seconds: float = 0.0
     eval_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # PromQL annotations (mixed histograms and floats...)
 
 
 @dataclass(slots=True)
@@ -77,6 +79,7 @@ class _Query:
     step_ms: int = 0  # the query's step; 0 for an instant query
     data: dict[int, Flat] = field(default_factory=dict)
     stale_free: dict[int, Flat] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         if time.monotonic() > self.deadline:
@@ -155,7 +158,7 @@ class Engine:
         except TimeoutError:
             raise QueryTimeout("query timed out in expression evaluation") from None
         rtype = node.type
-        return Result(rtype, value, steps, loaded, t1 - t0, t2 - t1)
+        return Result(rtype, value, steps, loaded, t1 - t0, t2 - t1, q.warnings)
 
     async def _load(self, tenant: str, selectors: list[a.VectorSel], q: _Query) -> int:
         opts = self.options
@@ -168,13 +171,19 @@ class Engine:
                 found = await querier.select(sel.matchers, max_samples=remaining)
             except TooManySamples:
                 raise _too_many_samples(opts.max_samples) from None
-            series += len(found)
+            try:
+                hfound = await self.storage.histograms.select(
+                    tenant, sel.fetch_lo, sel.fetch_hi, sel.matchers, max_samples=remaining
+                )
+            except TooManySamples:
+                raise _too_many_samples(opts.max_samples) from None
+            series += len(found) + len(hfound)
             if series > opts.max_series:
                 raise QueryError(
                     f"query selects more than {opts.max_series} series (max_query_series) at {sel.text}; "
                     "narrow the selector"
                 )
-            flat = Flat.of(found)
+            flat = histo.merge_flat(found, hfound)
             loaded += len(flat.ts)
             if loaded > opts.max_samples:
                 raise _too_many_samples(opts.max_samples)
@@ -283,7 +292,7 @@ def _eval(node: a.Node, steps: I64, q: _Query) -> Value:
         infos = instant(q.data[id(node.sel)], steps, q.lookback_ms)
         return enrich(base, infos, node.names, node.data)
     if isinstance(node, a.Negate):
-        v = _eval(node.expr, steps, q)
+        v = histo.floats_only(_eval(node.expr, steps, q))
         if isinstance(v, Scalar):
             return Scalar(-v.values)
         assert isinstance(v, Vector)
@@ -303,7 +312,7 @@ def _subquery(node: a.Subquery, steps: I64, q: _Query) -> RangeVec:
     step = node.step_ms or q.subquery_step_ms
     inner_lo = _align_up(int(eff.min()) - node.range_ms, step)
     inner_steps = np.arange(inner_lo, int(eff.max()) + 1, step, dtype=np.int64)
-    inner = _eval(node.expr, inner_steps, q) if len(inner_steps) else Vector.empty(0)
+    inner = histo.floats_only(_eval(node.expr, inner_steps, q)) if len(inner_steps) else Vector.empty(0)
     if isinstance(inner, Scalar):
         inner = Vector([()], inner.values[None, :], np.ones((1, len(inner_steps)), dtype=bool))
     assert isinstance(inner, Vector)
@@ -335,6 +344,11 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
     lhs = _eval(node.lhs, steps, q)
     rhs = _eval(node.rhs, steps, q)
     op = node.op
+    if op in a.SET_OPS and isinstance(lhs, Vector) and isinstance(rhs, Vector):
+        out = binops.set_op(op, lhs, rhs, node.on, node.match_labels)
+        out.hist = histo.set_op_hist(op, lhs, rhs)
+        return dedupe(out)
+    lhs, rhs = histo.floats_only(lhs), histo.floats_only(rhs)
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return binops.scalar_scalar(op, lhs, rhs, node.return_bool)
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
@@ -363,6 +377,11 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
 def _aggregate(node: a.Aggregate, steps: I64, q: _Query) -> Vector:
     vec = _eval(node.expr, steps, q)
     assert isinstance(vec, Vector)
+    if vec.hist is not None:
+        done = histo.aggregate(node, vec, q)
+        if done is not None:
+            return dedupe(done)
+        vec = histo.floats_only(vec)  # type: ignore[assignment]
     param: F64 | str | None = None
     if node.param is not None:
         p = _eval(node.param, steps, q)
@@ -388,13 +407,15 @@ def dedupe(vec: Vector) -> Vector:
         index.setdefault(lb, []).append(i)
     if len(index) == len(vec.labels):
         return vec
-    labels, vals, pres = [], [], []
+    labels, vals, pres, hists = [], [], [], []
     for lb, rows in index.items():
         if len(rows) == 1:
             r = rows[0]
             labels.append(lb)
             vals.append(vec.values[r])
             pres.append(vec.present[r])
+            if vec.hist is not None:
+                hists.append(vec.hist[r])
             continue
         p = vec.present[rows]
         if (p.sum(axis=0) > 1).any():
@@ -403,11 +424,17 @@ def dedupe(vec: Vector) -> Vector:
                 raise QueryError("vector cannot contain metrics with the same labelset")
         merged_v = np.full(vec.values.shape[1], np.nan)
         merged_p = np.zeros(vec.values.shape[1], dtype=bool)
+        merged_h = np.full(vec.values.shape[1], None, dtype=object) if vec.hist is not None else None
         for r in rows:
             m = vec.present[r]
             merged_v[m] = vec.values[r][m]
             merged_p |= m
+            if merged_h is not None and vec.hist is not None:
+                merged_h[m] = vec.hist[r][m]
         labels.append(lb)
         vals.append(merged_v)
         pres.append(merged_p)
-    return Vector(labels, np.vstack(vals), np.vstack(pres), order=None)
+        if merged_h is not None:
+            hists.append(merged_h)
+    hist = np.vstack(hists) if vec.hist is not None else None
+    return Vector(labels, np.vstack(vals), np.vstack(pres), order=None, hist=hist)

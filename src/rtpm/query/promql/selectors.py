@@ -22,6 +22,7 @@ class Flat:
     ts: I64
     vals: F64
     offsets: I64  # (S + 1,)
+    hvals: np.ndarray | None = None  # object array beside `vals`: Histogram samples (query/promql/histograms.py)
 
     @classmethod
     def of(cls, series: list[Series]) -> Flat:
@@ -48,7 +49,8 @@ class Flat:
         counts = np.bincount(sid[keep], minlength=len(self.labels))
         offsets = np.zeros(len(self.labels) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return Flat(self.labels, self.ts[keep], self.vals[keep], offsets)
+        hvals = self.hvals[keep] if self.hvals is not None else None
+        return Flat(self.labels, self.ts[keep], self.vals[keep], offsets, hvals)
 
 
 _LOOP_MIN_AVG_LEN = 32  # series at least this long on average, and
@@ -115,10 +117,11 @@ def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
     else:
         sts = np.zeros((s, t), np.int64)
         vals = np.zeros((s, t))
-    return Vector(list(flat.labels), vals, ok, sample_ts=sts)
+    hist = np.where(ok, flat.hvals[safe], None) if flat.hvals is not None and len(flat.ts) else None
+    return Vector(list(flat.labels), vals, ok, sample_ts=sts, hist=hist)
 
 
 def windows(flat: Flat, eff: I64, range_ms: int, eval_ms: I64) -> RangeVec:
     """Every series' samples in (t - range, t] per step, as index windows into the flat arrays."""
     hi, lo = _positions(flat, eff, eff - range_ms)
-    return RangeVec(list(flat.labels), flat.ts, flat.vals, lo, hi, range_ms, eff, eval_ms)
+    return RangeVec(list(flat.labels), flat.ts, flat.vals, lo, hi, range_ms, eff, eval_ms, flat.hvals)

@@ -44,6 +44,9 @@ class Vector:
     sample_ts: I64 | None = None
     # Row order to print an instant result in (set by sort functions); None keeps row order.
     order: list[int] | None = None
+    # Native histogram samples: an (S, T) object array, a Histogram where row i has one at step j
+    # (`present` is true there and `values` NaN), None elsewhere. None when there are none at all.
+    hist: np.ndarray | None = None
 
     @classmethod
     def empty(cls, steps: int) -> Vector:
@@ -63,6 +66,7 @@ class RangeVec:
     range_ms: int
     end_ms: I64  # (T,) end of each step's window (the selector's effective time)
     eval_ms: I64  # (T,) the evaluation time of each step
+    hvals: np.ndarray | None = None  # object array beside `vals`: the Histogram samples, None for floats
 
 
 Value = Scalar | String | Vector | RangeVec
