@@ -129,6 +129,12 @@ def test_histograms_are_stored_and_answered_in_prometheus_shape(client: TestClie
     # a raw range vector too
     raw = _query(client, "int_h[1m]", at)["data"]["result"]
     assert [p[0] for p in raw[0]["histograms"]] == [(NOW - 20_000) / 1000, (NOW - 10_000) / 1000]
+    # series holding only histograms are listed by the metadata endpoints too
+    span = {"start": (NOW - 60_000) / 1000, "end": at / 1000}
+    r = client.get("/api/v1/series", params={"match[]": '{__name__=~"int_h|f"}', **span})
+    assert r.json()["data"] == [{"__name__": "f"}, {"__name__": "int_h"}]
+    r = client.get("/api/v1/label/__name__/values", params=span)
+    assert {"int_h", "float_h", "custom_h", "f"} <= set(r.json()["data"])
     # the float series beside them is unaffected
     assert _query(client, "f", at)["data"]["result"][0]["value"][1] == "1"
 
@@ -191,3 +197,20 @@ def test_otlp_exponential_histograms_become_native_histograms(client: TestClient
         "trace_id": "0af7651916cd43dd8448eb211c80319c",
         "span_id": "b7ad6b7169203331",
     }
+
+
+def test_retention_removes_histograms_and_exemplars(client: TestClient) -> None:
+    sample = _field(0x12, b"\x09" + struct.pack("<d", 1.0) + b"\x10" + varint(NOW - 20_000))
+    exemplar = _field(0x1A, encode_exemplar(Exemplar((("trace_id", "x"),), 1.0, NOW - 20_000)))
+    body = (
+        _series("old_h", _hists((INT_H, NOW - 20_000)))
+        + _series("new_h", _hists((INT_H, NOW)))
+        + _series("ex", sample + exemplar)
+    )
+    assert _post(client, body).status_code == 204
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert client.portal is not None
+    client.portal.call(services.storage.maintenance.delete_raw_before, NOW - 10_000)
+    got = _query(client, '{__name__=~"old_h|new_h"}[1m]', NOW)["data"]["result"]
+    assert [s["metric"]["__name__"] for s in got] == ["new_h"]
+    assert client.get("/api/v1/query_exemplars", params={"query": "ex"}).json()["data"] == []

@@ -301,9 +301,6 @@ class Histogram:
             self.is_int,
         )
 
-    def as_float(self) -> Histogram:
-        return self if not self.is_int else self.with_hint(self.reset_hint)
-
 
 def go_div(a: float, b: float) -> float:
     """a / b as IEEE floats divide (Python raises on a zero divisor)."""

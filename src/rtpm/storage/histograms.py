@@ -61,6 +61,10 @@ class HistogramStore(Protocol):
         """Exemplars in [start_ms, end_ms] of the matching series, oldest first."""
         ...
 
+    async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
+        """Label sets of the matching series with histogram samples in [start_ms, end_ms]."""
+        ...
+
 
 def encode(samples: Sequence[tuple[int, Histogram]]) -> bytes:
     parts: list[bytes] = []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from rtpm.model.histograms import Exemplar
-from rtpm.model.labels import Matcher
+from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import WriteBatch
 from rtpm.storage._querier import too_many_samples
 from rtpm.storage.histograms import (
@@ -103,3 +103,20 @@ class PostgresHistogramStore:
         for r in rows:
             per.setdefault(r[0], []).append(Exemplar(decode_exemplar_labels(r[3]), r[2], r[1]))
         return [SeriesExemplars(labels, per[sid]) for sid, labels in found if sid in per]
+
+    async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
+        async with self._s._conn() as conn:
+            if await conn.fetchval("SELECT 1 FROM histogram_samples LIMIT 1") is None:
+                return []
+            found = await self._s._matching_series(conn, tenant, matchers)
+            if not found:
+                return []
+            rows = await conn.fetch(
+                "SELECT DISTINCT series_id FROM histogram_samples WHERE series_id = ANY($1::bigint[]) "
+                "AND max_ts >= $2 AND min_ts <= $3",
+                [sid for sid, _ in found],
+                start_ms,
+                end_ms,
+            )
+        have = {r[0] for r in rows}
+        return [labels for sid, labels in found if sid in have]

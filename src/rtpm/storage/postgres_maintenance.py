@@ -272,6 +272,8 @@ class PostgresMaintenance:
                     self._s._forget_partition(name)
                     dropped += 1
             await conn.execute("DELETE FROM chunks WHERE max_ts < $1", ts_ms)
+            await conn.execute("DELETE FROM histogram_samples WHERE max_ts < $1", ts_ms)
+            await conn.execute("DELETE FROM exemplars WHERE ts < $1", ts_ms)
         return dropped
 
     async def delete_rollups_before(self, resolution_ms: int, ts_ms: int) -> int:

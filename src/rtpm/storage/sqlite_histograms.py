@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rtpm.model.histograms import Exemplar
-from rtpm.model.labels import Matcher
+from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import WriteBatch
 from rtpm.storage._querier import too_many_samples
 from rtpm.storage.histograms import (
@@ -100,5 +100,20 @@ class SqliteHistogramStore:
                     found = [Exemplar(decode_exemplar_labels(lb), _value(bits), ts) for ts, bits, lb in rows]
                     out.append(SeriesExemplars(labels, found))
             return out
+
+        return await self._s._read(run)
+
+    async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
+        def run(conn: sqlite3.Connection) -> list[Labels]:
+            if conn.execute("SELECT 1 FROM histogram_samples LIMIT 1").fetchone() is None:
+                return []
+            return [
+                labels
+                for sid, labels in self._s._matching_series(conn, tenant, matchers)
+                if conn.execute(
+                    "SELECT 1 FROM histogram_samples WHERE series_id = ? AND max_ts >= ? AND min_ts <= ? LIMIT 1",
+                    (sid, start_ms, end_ms),
+                ).fetchone()
+            ]
 
         return await self._s._read(run)

@@ -297,6 +297,10 @@ class SqliteMaintenance:
                         n += conn.execute(
                             "DELETE FROM chunks WHERE series_id = ? AND max_ts < ?", (sid, ts_ms)
                         ).rowcount
+                        n += conn.execute(
+                            "DELETE FROM histogram_samples WHERE series_id = ? AND max_ts < ?", (sid, ts_ms)
+                        ).rowcount
+                        conn.execute("DELETE FROM exemplars WHERE series_id = ? AND ts < ?", (sid, ts_ms))
                 return n
 
             deleted += await self._s._write(run)

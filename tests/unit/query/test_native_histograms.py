@@ -209,3 +209,15 @@ def test_a_window_mixing_floats_and_histograms_is_dropped_with_a_warning(
     r = run(loop, storage, "sum_over_time(mixed[5m])", 2 * M)
     assert r.warnings and floats(r) == {}
     assert not math.isnan(floats(run(loop, storage, "count_over_time(mixed[5m])", 2 * M))[()])
+
+
+def test_histogram_times_and_divided_by_a_scalar(loop: asyncio.AbstractEventLoop, storage: SqliteStorage) -> None:
+    h = hist(run(loop, storage, "incr_histogram * 2", 50 * M))
+    assert (h.count, h.sum) == (28, 48)
+    h = hist(run(loop, storage, "incr_histogram / 2", 50 * M))
+    assert (h.count, h.sum) == (7, 12)
+    r = run(loop, storage, "incr_histogram + 1", 50 * M)
+    assert floats(r) == {} and r.warnings
+    assert floats(run(loop, storage, "histogram_count(60 * rate(incr_histogram[10m]))", 50 * M)) == {
+        (): pytest.approx(0.2)
+    }

@@ -270,6 +270,8 @@ async def series(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     for matchers in sets:
         for labels in await querier.series(matchers):
             found[labels] = None
+        for labels in await services.storage.histograms.series(tenant, start, end, matchers):
+            found[labels] = None  # series holding only native histograms
     items, warnings = _truncate([dict(lb) for lb in sorted(found)], limit)
     return _json_success(items, warnings)
 
@@ -284,6 +286,8 @@ async def labels(request: Request, services: ServicesDep, tenant: TenantDep) -> 
     names: set[str] = set()
     for matchers in sets or [[]]:
         names.update(await querier.label_names(matchers))
+        for lb in await services.storage.histograms.series(tenant, start, end, matchers):
+            names.update(k for k, _ in lb)
     items, warnings = _truncate(sorted(names), limit)
     return _json_success(items, warnings)
 
@@ -322,6 +326,8 @@ async def label_values(name: str, request: Request, services: ServicesDep, tenan
     values: set[str] = set()
     for matchers in sets or [[]]:
         values.update(await querier.label_values(label, matchers))
+        for lb in await services.storage.histograms.series(tenant, start, end, matchers):
+            values.update(v for k, v in lb if k == label)
     items, warnings = _truncate(sorted(values), limit)
     return _json_success(items, warnings)
 

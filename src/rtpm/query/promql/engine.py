@@ -348,13 +348,16 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
         out = binops.set_op(op, lhs, rhs, node.on, node.match_labels)
         out.hist = histo.set_op_hist(op, lhs, rhs)
         return dedupe(out)
+    raw_lhs, raw_rhs = lhs, rhs
     lhs, rhs = histo.floats_only(lhs), histo.floats_only(rhs)
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return binops.scalar_scalar(op, lhs, rhs, node.return_bool)
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
-        return dedupe(binops.vector_scalar(op, lhs, rhs, False, node.return_bool))
+        out = binops.vector_scalar(op, lhs, rhs, False, node.return_bool)
+        return dedupe(histo.scalar_binop(out, op, raw_lhs, rhs, False, q))  # type: ignore[arg-type]
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
-        return dedupe(binops.vector_scalar(op, rhs, lhs, True, node.return_bool))
+        out = binops.vector_scalar(op, rhs, lhs, True, node.return_bool)
+        return dedupe(histo.scalar_binop(out, op, raw_rhs, lhs, True, q))  # type: ignore[arg-type]
     assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
     if op in a.SET_OPS:
         return dedupe(binops.set_op(op, lhs, rhs, node.on, node.match_labels))

@@ -147,6 +147,29 @@ def set_op_hist(op: str, lhs: Vector, rhs: Vector) -> np.ndarray | None:
     return np.vstack([lh, rh]) if len(lhs) or len(rhs) else lh
 
 
+def scalar_binop(out: Vector, op: str, vec: Vector, sc: Scalar, scalar_left: bool, q: Any) -> Vector:
+    """Histogram samples of `vec` in `vec <op> scalar` (or `scalar <op> vec`): `*` scales them and
+    `histogram / scalar` divides them (the metric name dropped); every other operator has no
+    histogram result and says so, as Prometheus does."""
+    if vec.hist is None:
+        return out
+    is_h = _is_hist(vec.hist) & vec.present
+    if not is_h.any():
+        return out
+    ok = op == "*" or (op == "/" and not scalar_left)
+    hist = _with_hist(out)
+    for i, j in zip(*np.nonzero(is_h), strict=True):
+        if not ok:
+            warn(q, f'PromQL info: incompatible sample types encountered for binary operator "{op}"')
+            continue
+        s = float(sc.values[j])
+        h = vec.hist[i, j]
+        hist[i, j] = h.scaled(s) if op == "*" else h.divided(s)
+        out.present[i, j] = True
+        out.values[i, j] = np.nan
+    return out
+
+
 def has_histograms(v: Value) -> bool:
     if isinstance(v, Vector):
         return v.hist is not None
