@@ -5,11 +5,14 @@ are stored and come back in Prometheus's `histogram` / `histograms` JSON; exempl
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import cramjam
 import pytest
 from fastapi.testclient import TestClient
@@ -26,6 +29,7 @@ from tests._auth import grant
 
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 NOW = (int(time.time() * 1000) // 1000) * 1000 - 60_000
+OLD = NOW - 1_800_000  # the retention test's samples, half an hour before the others
 
 INT_H = Histogram(
     schema=1,
@@ -70,11 +74,27 @@ def _post(client: TestClient, body: bytes) -> Any:
     return client.post("/api/v1/write", content=bytes(cramjam.snappy.compress_raw(body)), headers=HEADERS)
 
 
-@pytest.fixture
-def client(backend_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(backend_settings), raise_server_exceptions=False) as c:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app per backend for the module (the tests use distinct series and times)."""
+    overrides: dict[str, Any] = {"data_dir": tmp_path_factory.mktemp("rwh"), "environment": "test"}
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgres":
+        overrides.update(database_url=request.getfixturevalue("pg_dsn"), database_schema=schema)
+    settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         grant(c)
         yield c
+    if request.param == "postgres":
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(overrides["database_url"])
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
 
 
 def _query(client: TestClient, q: str, t_ms: int) -> Any:
@@ -200,17 +220,43 @@ def test_otlp_exponential_histograms_become_native_histograms(client: TestClient
 
 
 def test_retention_removes_histograms_and_exemplars(client: TestClient) -> None:
-    sample = _field(0x12, b"\x09" + struct.pack("<d", 1.0) + b"\x10" + varint(NOW - 20_000))
-    exemplar = _field(0x1A, encode_exemplar(Exemplar((("trace_id", "x"),), 1.0, NOW - 20_000)))
+    sample = _field(0x12, b"\x09" + struct.pack("<d", 1.0) + b"\x10" + varint(OLD - 20_000))
+    exemplar = _field(0x1A, encode_exemplar(Exemplar((("trace_id", "x"),), 1.0, OLD - 20_000)))
     body = (
-        _series("old_h", _hists((INT_H, NOW - 20_000)))
-        + _series("new_h", _hists((INT_H, NOW)))
+        _series("old_h", _hists((INT_H, OLD - 20_000)))
+        + _series("new_h", _hists((INT_H, OLD)))
         + _series("ex", sample + exemplar)
     )
     assert _post(client, body).status_code == 204
     services = client.app.state.services  # type: ignore[attr-defined]
     assert client.portal is not None
-    client.portal.call(services.storage.maintenance.delete_raw_before, NOW - 10_000)
-    got = _query(client, '{__name__=~"old_h|new_h"}[1m]', NOW)["data"]["result"]
+    client.portal.call(services.storage.maintenance.delete_raw_before, OLD - 10_000)
+    got = _query(client, '{__name__=~"old_h|new_h"}[1m]', OLD)["data"]["result"]
     assert [s["metric"]["__name__"] for s in got] == ["new_h"]
     assert client.get("/api/v1/query_exemplars", params={"query": "ex"}).json()["data"] == []
+    # the other tests' recent data is untouched
+    assert _query(client, "f", NOW)["data"]["result"]
+
+
+def test_remote_write_2_histograms_and_exemplars(client: TestClient) -> None:
+    from rtpm.ingest.proto import WriteRequestV2
+
+    req = WriteRequestV2()
+    req.symbols.extend(["", "__name__", "v2_h", "trace_id", "abc"])
+    ts = req.timeseries.add()
+    ts.labels_refs.extend([1, 2])
+    ts.histograms.add().MergeFromString(encode_histogram(CUSTOM_H, NOW - 1000))
+    ts.histograms.add().MergeFromString(b"\x20\x7f")  # schema -64: refused alone
+    ts.exemplars.add(labels_refs=[3, 4], value=0.7, timestamp=NOW - 1000)
+    r = client.post(
+        "/api/v1/write",
+        content=bytes(cramjam.snappy.compress_raw(req.SerializeToString())),
+        headers={**HEADERS, "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"},
+    )
+    assert r.status_code == 400, r.text  # the spec's partial write: the rest is stored, the counts say so
+    assert r.headers["X-Prometheus-Remote-Write-Histograms-Written"] == "1"
+    assert r.headers["X-Prometheus-Remote-Write-Exemplars-Written"] == "1"
+    got = _query(client, "histogram_count(v2_h)", NOW)["data"]["result"]
+    assert got[0]["value"][1] == "6"
+    data = client.get("/api/v1/query_exemplars", params={"query": "v2_h"}).json()["data"]
+    assert data[0]["exemplars"] == [{"labels": {"trace_id": "abc"}, "value": "0.7", "timestamp": (NOW - 1000) / 1000}]

@@ -2,11 +2,11 @@
 
 Labels, help and unit texts are references into the request's `symbols` table (whose first entry
 is the empty string); each series carries its own metadata. Every sample that can be stored is
-stored; what cannot (invalid series, samples outside the accepted window, native histograms until
-the storage has them) is left out and reported: the spec's partial write answers 400 with the
-`X-Prometheus-Remote-Write-*-Written` counts of what was stored, so the sender neither retries nor
-double-counts. Exemplars are accepted and not kept (reported as 0 written). `start_timestamp`
-(created timestamps) is read and not stored.
+stored, native histograms and exemplars included (as in 1.0: ingest/proto/histograms.py, the
+Histogram message has the same field numbers); what cannot (invalid series, samples outside the
+accepted window, malformed histograms) is left out and reported: the spec's partial write answers
+400 with the `X-Prometheus-Remote-Write-*-Written` counts of what was stored, so the sender
+neither retries nor double-counts. `start_timestamp` (created timestamps) is read and not stored.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from google.protobuf.message import DecodeError
 from rtpm.errors import BadDataError
 from rtpm.ingest.batching import INVALID_SERIES, NATIVE_HISTOGRAM, BatchBuilder, Refused
 from rtpm.ingest.proto import WriteRequestV2
+from rtpm.ingest.proto.histograms import HistogramDecodeError, decode_histogram
 from rtpm.ingest.remote_write import _TYPES as METRIC_TYPES
-from rtpm.ingest.remote_write import NATIVE_HISTOGRAMS_REFUSED
 from rtpm.ingest.validate import Validator
+from rtpm.model.histograms import Exemplar
 from rtpm.model.labels import METRIC_NAME, Labels
 from rtpm.model.samples import MetricType, WriteBatch
 
@@ -71,9 +72,23 @@ def decode_v2(
             b.add(labels, s.timestamp, s.value, i)
         elif n_samples:
             b.extend(labels, [s.timestamp for s in ts.samples], [s.value for s in ts.samples], i)
-        if n_hist:
-            b.problem("histograms", NATIVE_HISTOGRAMS_REFUSED, i)
-            b.refuse(NATIVE_HISTOGRAM, n_hist, i)
+        for h in ts.histograms:
+            try:
+                t, value = decode_histogram(h.SerializeToString())
+            except HistogramDecodeError as exc:
+                b.problem("histograms", str(exc), i)
+                b.refuse(NATIVE_HISTOGRAM, 1, i)
+                continue
+            b.add_histogram(labels, t, value, i)
+        for e in ts.exemplars:
+            pairs = [
+                (_symbol(symbols, e.labels_refs[k]), _symbol(symbols, e.labels_refs[k + 1]))
+                for k in range(0, len(e.labels_refs) - 1, 2)
+            ]
+            if len(e.labels_refs) % 2 or any(k is None or v is None for k, v in pairs):
+                b.problem("exemplars.labels_refs", "not name, value pairs of references into symbols", i)
+                continue
+            b.add_exemplar(labels, Exemplar(tuple(sorted((str(k), str(v)) for k, v in pairs)), e.value, e.timestamp))
         if ts.HasField("metadata"):
             md = ts.metadata
             help_text, unit = _symbol(symbols, md.help_ref), _symbol(symbols, md.unit_ref)
@@ -83,7 +98,8 @@ def decode_v2(
             elif type_ is not MetricType.UNKNOWN or help_text or unit:
                 b.metadata(dict(labels)[METRIC_NAME], type_, unit, help_text, i)
     batch = b.finish(partial=True)
-    return batch, b.refused(), Written(samples=len(batch))
+    written = Written(samples=len(batch.ts_ms), histograms=len(batch.h_ts_ms), exemplars=len(batch.exemplars))
+    return batch, b.refused(), written
 
 
 def _symbol(symbols: list[str], ref: int) -> str | None:
