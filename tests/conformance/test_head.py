@@ -197,3 +197,39 @@ async def test_new_series_past_the_head_limit_are_refused(open_storage: Callable
         assert sorted(await read(small)) == ["a", "b", "c", "d"]
     finally:
         await small.close()
+
+
+@pytest.mark.parametrize("big_ids", [False, True], ids=["one-key-sort", "lexsort"])
+def test_head_blocks_keep_the_last_written_of_every_key(big_ids: bool) -> None:
+    """The head alone, against a dict: many records with repeated keys, merged in tiers."""
+    from rtpm.storage.head import Head
+    from rtpm.storage.wal import Record
+
+    rng = np.random.default_rng(5)
+    head = Head(max_series=10**6)
+    model: dict[tuple[int, int], float] = {}
+    offset = 2**60 if big_ids else 0  # ids too large to share an int64 with the timestamps
+    for rid in range(1, 120):
+        n = int(rng.integers(1, 400))
+        sids = rng.integers(0, 50, n) + offset
+        ts = T0 + rng.integers(0, 5000, n) * 1000
+        values = rng.normal(size=n)
+        order = np.lexsort((ts, sids))
+        sids, ts, values = sids[order], ts[order], values[order]
+        keep = np.ones(n, dtype=bool)
+        keep[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+        sids, ts, values = sids[keep], ts[keep], values[keep]
+        assert head.apply(Record(rid, sids, ts, values), contiguous=True)
+        model.update(zip(zip(sids.tolist(), ts.tolist(), strict=True), values.tolist(), strict=True))
+    assert not head.apply(Record(200, sids, ts, values), contiguous=True)  # an id skipped: catch up instead
+    got = head.read(list(range(offset, offset + 50)), T0, T0 + 10**7)
+    flat = {(sid, t): v for sid, (tss, vs) in got.items() for t, v in zip(tss.tolist(), vs.tolist(), strict=True)}
+    assert flat == model
+    cutoff = T0 + 2_500_000
+    bs, bt, bv = head.below(cutoff)
+    assert dict(zip(zip(bs.tolist(), bt.tolist(), strict=True), bv.tolist(), strict=True)) == {
+        k: v for k, v in model.items() if k[1] < cutoff
+    }
+    head.set_floor(cutoff)
+    left = head.read(list(range(offset, offset + 50)), T0, T0 + 10**7)
+    assert {(sid, t) for sid, (tss, _) in left.items() for t in tss.tolist()} == {k for k in model if k[1] >= cutoff}

@@ -106,6 +106,19 @@ class SeriesIdCache:
         self._size += len(entries)
 
 
+def order_by_series_ts(sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """The stable order by (series, ts). Usually one int64 key (series id shifted above the
+    timestamps' span) sorted with numpy's stable sort, which merges sorted runs in linear time
+    (the head merges two sorted blocks this way); lexsort when the ids are too large for that."""
+    if len(ts) < 2:
+        return np.arange(len(ts))
+    base = int(ts.min())
+    shift = max(1, int(ts.max() - base).bit_length())
+    if shift < 62 and int(sids.min()) >= 0 and int(sids.max()) < (1 << (62 - shift)):
+        return np.argsort((sids << shift) | (ts - base), kind="stable")
+    return np.lexsort((ts, sids))
+
+
 @dataclass(slots=True)
 class FlatSamples:
     series_ids: npt.NDArray[np.int64]
@@ -134,7 +147,7 @@ def flatten(batches: Sequence[WriteBatch], per_batch_ids: list[list[int]]) -> Fl
     sids = np.concatenate(sid_parts)
     ts = np.concatenate(ts_parts)
     vals = np.concatenate(val_parts)
-    order = np.lexsort((ts, sids))  # stable: equal keys keep write order
+    order = order_by_series_ts(sids, ts)  # stable: equal keys keep write order
     sids, ts, vals = sids[order], ts[order], vals[order]
     if len(ts) > 1:
         last = np.ones(len(ts), dtype=bool)

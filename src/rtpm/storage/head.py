@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtpm.errors import OverloadedError
+from rtpm.storage._series import order_by_series_ts
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.wal import Record
 
@@ -54,10 +55,10 @@ class _Block:
         return len(self.ts)
 
 
-def _dedup_last(sids: I64, ts: I64, values: F64, seq: I64 | None = None) -> _Block:
-    """Sort by (series, ts, seq) and keep the last of every (series, ts)."""
-    keys = (ts, sids) if seq is None else (seq, ts, sids)
-    order = np.lexsort(keys)
+def _dedup_last(sids: I64, ts: I64, values: F64) -> _Block:
+    """Sort by (series, ts), stably, and keep the last of every (series, ts): parts concatenated
+    oldest first, so the newest value wins."""
+    order = order_by_series_ts(sids, ts)
     sids, ts, values = sids[order], ts[order], values[order]
     if len(ts) > 1:
         last = np.ones(len(ts), dtype=bool)
@@ -68,12 +69,10 @@ def _dedup_last(sids: I64, ts: I64, values: F64, seq: I64 | None = None) -> _Blo
 
 
 def _merge(older: _Block, newer: _Block) -> _Block:
-    seq = np.concatenate([np.zeros(len(older), dtype=np.int64), np.ones(len(newer), dtype=np.int64)])
     return _dedup_last(
         np.concatenate([older.sids, newer.sids]),
         np.concatenate([older.ts, newer.ts]),
         np.concatenate([older.values, newer.values]),
-        seq,
     )
 
 
@@ -95,7 +94,8 @@ class Head:
         self.last_id = 0  # the last WAL record applied
         self._blocks: list[_Block] = []
         self._active: set[int] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # short: swapping the block list, taking a copy of it
+        self._apply_lock = threading.Lock()  # long: one applier at a time (merging blocks takes a while)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -124,24 +124,26 @@ class Head:
     def apply(self, record: Record, *, contiguous: bool) -> bool:
         """Apply one record. With `contiguous`, only if it is the very next id (a process's own
         record: an id in between may be another process's, not applied yet); False means the
-        caller must catch up from the log instead. Records at or below `last_id` are skipped."""
-        with self._lock:
+        caller must catch up from the log instead. Records at or below `last_id` are skipped.
+        Readers never wait for the merging of blocks: the new list is swapped in when ready."""
+        with self._apply_lock:
             if record.id <= self.last_id:
                 return True
             if contiguous and record.id != self.last_id + 1:
                 return False
-            self._append(record)
-            self.last_id = record.id
+            blocks, active = self._appended(record)
+            with self._lock:
+                self._blocks, self._active = blocks, active
+                self.last_id = record.id
             return True
 
     def set_floor(self, floor_ms: int | None) -> None:
         """Drop the samples below a new cut (they are in chunks now)."""
         if floor_ms is None:
             return
-        with self._lock:
+        with self._apply_lock:
             if self.floor_ms is not None and floor_ms <= self.floor_ms:
                 return
-            self.floor_ms = floor_ms
             blocks = []
             for b in self._blocks:
                 keep = b.ts >= floor_ms
@@ -149,23 +151,28 @@ class Head:
                     blocks.append(b)
                 elif keep.any():
                     blocks.append(_Block(b.sids[keep], b.ts[keep], b.values[keep]))
-            self._blocks = blocks
-            self._active = set(np.unique(np.concatenate([b.sids for b in blocks])).tolist()) if blocks else set()
+            active = set(np.unique(np.concatenate([b.sids for b in blocks])).tolist()) if blocks else set()
+            with self._lock:
+                self.floor_ms = floor_ms
+                self._blocks, self._active = blocks, active
 
-    def _append(self, record: Record) -> None:
+    def _appended(self, record: Record) -> tuple[list[_Block], set[int]]:
+        """The block list and active series with `record` added (the current ones untouched)."""
         sids, ts, values = record.series_ids, record.ts_ms, record.values
         if self.floor_ms is not None:
             keep = ts >= self.floor_ms
             if not keep.all():
                 sids, ts, values = sids[keep], ts[keep], values[keep]
+        blocks = list(self._blocks)
         if not len(ts):
-            return
-        self._active.update(np.unique(sids).tolist())
-        blocks = self._blocks
+            return blocks, self._active
+        active = self._active
+        active.update(np.unique(sids).tolist())  # in place: set operations hold the GIL, readers see old or new
         blocks.append(_Block(sids, ts, values))
         while len(blocks) > 1 and len(blocks[-2]) <= _TIER * len(blocks[-1]):
             newer = blocks.pop()
             blocks[-1] = _merge(blocks[-1], newer)
+        return blocks, active
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -176,8 +183,8 @@ class Head:
         if not blocks or not series_ids:
             return {}
         want = np.unique(np.asarray(series_ids, dtype=np.int64))
-        parts_s, parts_t, parts_v, parts_q = [], [], [], []
-        for i, b in enumerate(blocks):
+        parts_s, parts_t, parts_v = [], [], []
+        for b in blocks:
             idx = _ranges(np.searchsorted(b.sids, want, "left"), np.searchsorted(b.sids, want, "right"))
             if not len(idx):
                 continue
@@ -189,15 +196,12 @@ class Head:
             parts_s.append(b.sids[idx])
             parts_t.append(ts[inside])
             parts_v.append(b.values[idx])
-            parts_q.append(np.full(len(idx), i, dtype=np.int64))
         if not parts_s:
             return {}
         if len(parts_s) == 1:
             merged = _Block(parts_s[0], parts_t[0], parts_v[0])  # one block: sorted and distinct already
         else:
-            merged = _dedup_last(
-                np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v), np.concatenate(parts_q)
-            )
+            merged = _dedup_last(np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v))
         uniq, starts = np.unique(merged.sids, return_index=True)
         ends = np.append(starts[1:], len(merged.sids))
         return {
@@ -234,12 +238,10 @@ class Head:
             return _EMPTY_I, _EMPTY_I, _EMPTY_F
         if len(parts) == 1:
             return parts[0]
-        seq = np.concatenate([np.full(len(p[0]), i, dtype=np.int64) for i, p in enumerate(parts)])
         b = _dedup_last(
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]),
-            seq,
         )
         return b.sids, b.ts, b.values
 
@@ -267,14 +269,18 @@ class HeadLog:
         async with self._lock:
             while True:
                 cut, records = await self._fetch(self.head.last_id, _FETCH_RECORDS)
-                self.head.set_floor(cut)  # same snapshot as the records: chunks hold what is dropped
-                for record in records:
-                    self.head.apply(record, contiguous=False)
+                await asyncio.to_thread(self._apply_all, cut, records)
                 if len(records) < _FETCH_RECORDS:
                     return
 
+    def _apply_all(self, cut: int | None, records: list[Record]) -> None:
+        self.head.set_floor(cut)  # same snapshot as the records: chunks hold what is dropped
+        for record in records:
+            self.head.apply(record, contiguous=False)
+
     async def after_commit(self, record: Record) -> None:
-        if not self.head.apply(record, contiguous=True):
+        """Apply the process's own record, off the event loop (a merge of large blocks takes a while)."""
+        if not await asyncio.to_thread(self.head.apply, record, contiguous=True):
             await self.catch_up()
 
     def start(self) -> None:

@@ -155,6 +155,7 @@ class PostgresStorage:
         self._ids = SeriesIdCache()
         self._labels = LabelsCache()
         self._partitions: set[int] = set()
+        self._cut_seen: int | None = None  # head engine: the cut as last read, to split before locking
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -357,6 +358,14 @@ class PostgresStorage:
         meta = merged_metadata(batches)
         now_ms = int(time.time() * 1000)
         record = None
+        if self._headlog is not None and len(flat):
+            # Split and encode before taking the lock, at the cut last seen; redone under the lock
+            # only if the cut moved meanwhile (once per window), so the lock covers little more
+            # than the insert and the commit.
+            cut_seen = self._cut_seen
+            hot, late = split_at(flat, cut_seen)
+            self._headlog.head.check_capacity(hot.series_ids)
+            payload = wal.encode(hot.series_ids, hot.ts_ms, hot.values) if len(hot) else b""
         async with self._conn() as conn, conn.transaction():
             if self._headlog is None:
                 if len(flat):
@@ -366,17 +375,19 @@ class PostgresStorage:
                 # skips a record that commits later), and no cut commits between reading it and us.
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
                 cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
-                hot, late = split_at(flat, cut)
+                if cut != cut_seen:
+                    self._cut_seen = cut
+                    hot, late = split_at(flat, cut)
+                    payload = wal.encode(hot.series_ids, hot.ts_ms, hot.values) if len(hot) else b""
                 if len(late):
                     await self._insert_rows(conn, late, now_ms, all_late=True)  # back-fill: the raw-row path
                 if len(hot):
-                    self._headlog.head.check_capacity(hot.series_ids)
                     rid = await conn.fetchval(
                         "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES ($1, $2, $3, $4) RETURNING id",
                         int(hot.ts_ms.min()),
                         int(hot.ts_ms.max()),
                         len(hot),
-                        wal.encode(hot.series_ids, hot.ts_ms, hot.values),
+                        payload,
                     )
                     record = wal.Record(rid, hot.series_ids, hot.ts_ms, hot.values)
             await self.histograms.write_in(conn, batches, per_batch)
