@@ -119,9 +119,11 @@ ENCODERS: dict[str, Callable[[list[tuple[str, dict[str, str], float, float]]], t
 
 async def run(args: argparse.Namespace) -> None:
     series = make_series(args.series)
-    # Simulated time ends near now so every timestamp is inside the server's accepted window.
+    # Simulated time ends near now so every timestamp is inside the server's accepted window;
+    # --from-now starts at now instead (the server must accept that much future: the head engine
+    # takes every sample then, none is back-fill older than its window).
     ticks_needed = max(1, args.samples // len(series) + 1)
-    stream = sample_stream(series, time.time() - ticks_needed * 10.0 - 60)
+    stream = sample_stream(series, time.time() if args.from_now else time.time() - ticks_needed * 10.0 - 60)
     encode = ENCODERS[args.format]
     print(f"preparing {args.samples} samples as {args.format} batches of {args.batch} ...", flush=True)
     bodies = []
@@ -178,6 +180,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--token", default=None, help="bearer token / API key, when auth is on")
+    ap.add_argument("--from-now", action="store_true", help="simulated time starts now (into the future)")
     args = ap.parse_args()
     args.headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
     asyncio.run(run(args))
