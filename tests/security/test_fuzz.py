@@ -117,7 +117,7 @@ def test_schemathesis_every_operation_never_5xx(fuzz_client: tuple[TestClient, d
         _fuzz_operation(client, headers, op, failures, counter := [0])
         sent += counter[0]
     assert failures == [], "\n".join(failures[:20])
-    assert sent >= 20 * len(operations)  # the fuzzing really ran (60 cases per operation at most)
+    assert sent >= 10 * len(operations)  # the fuzzing really ran (at most 60 cases per operation)
     assert client.get("/health/ready").status_code == 200
 
 
