@@ -97,6 +97,10 @@ class MaintenanceStore(Protocol):
         reaching its head (`refuse_head_delete`)."""
         ...
 
+    async def reclaim_space(self) -> None: ...
+
+    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus: ...
+
 
 def refuse_head_delete(cut_ms: int | None, end_ms: int) -> None:
     """delete_samples on the head engine: samples at or after the cut are in the head and the WAL,
@@ -106,7 +110,3 @@ def refuse_head_delete(cut_ms: int | None, end_ms: int) -> None:
             "deleting samples still in the head of the head storage engine (RTPM_STORAGE_ENGINE=head) is not "
             f"supported yet: the range must end before the head's start ({cut_ms}, unix ms)"
         )
-
-    async def reclaim_space(self) -> None: ...
-
-    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus: ...
