@@ -129,3 +129,30 @@ def test_mad_over_time_nan(loop: asyncio.AbstractEventLoop, engine: Engine) -> N
     # median of NaN, 1, 2, 4 = (1 + 2) / 2 = 1.5; |v - 1.5| = 0.5, NaN, 2.5, 0.5 -> NaN, .5, .5, 2.5
     assert one(loop, engine, "mad_over_time(ot_nan[1m])") == 0.5
     assert math.isnan(one(loop, engine, "mad_over_time(ot_inf[1m])"))
+
+
+def test_sums_that_cancel_are_exact_and_overflow_is_infinite() -> None:
+    from rtpm.query.promql.numerics import stable_sum
+
+    v = np.array([[1e100, 1.0], [10.0, 2.0], [-1e100, 3.0]])
+    assert stable_sum(v, np.ones_like(v, dtype=bool), 0).tolist() == [10.0, 6.0]
+    big = np.array([[9.988465674311579e307], [9.988465674311579e307]])
+    assert stable_sum(big, np.ones_like(big, dtype=bool), 0).tolist() == [math.inf]
+
+
+def test_the_mean_of_big_values_does_not_overflow() -> None:
+    from rtpm.query.promql.numerics import stable_mean
+
+    big = 9.988465674311579e307
+    v = np.array([[big, big, -big], [big, -big, 1.0]])  # rows: two windows of three samples
+    m = stable_mean(v, np.ones_like(v, dtype=bool), 1)
+    assert m[0] == pytest.approx(big / 3) and m[1] == pytest.approx(1 / 3)
+    assert math.isnan(stable_mean(v, np.zeros_like(v, dtype=bool), 1)[0])
+
+
+def test_the_variance_of_equal_values_is_zero_and_of_infinities_nan() -> None:
+    from rtpm.query.promql.numerics import variance
+
+    v = np.array([[0.1, 0.1, 0.1], [math.inf, math.inf, math.inf], [1.0, 2.0, 3.0]])
+    got = variance(v, np.ones_like(v, dtype=bool), 1)
+    assert got[0] == 0.0 and math.isnan(got[1]) and got[2] == pytest.approx(2 / 3)

@@ -10,7 +10,7 @@ import numpy as np
 
 from rtpm.errors import QueryError
 from rtpm.model.labels import METRIC_NAME, Labels, fingerprint
-from rtpm.query.promql.numerics import quantile_rows
+from rtpm.query.promql.numerics import quantile_rows, stable_mean, stable_sum, variance
 from rtpm.query.promql.values import F64, Vector, format_float_fixed
 
 
@@ -36,9 +36,9 @@ def _reduce(op: str, v: F64, p: np.ndarray) -> tuple[F64, np.ndarray]:
     cnt = p.sum(axis=0)
     has = cnt > 0
     if op == "sum":
-        out = np.where(p, v, 0.0).sum(axis=0)
+        out = stable_sum(v, p, 0)
     elif op == "avg":
-        out = np.where(p, v, 0.0).sum(axis=0) / np.maximum(cnt, 1)
+        out = stable_mean(v, p, 0)
     elif op == "count":
         out = cnt.astype(np.float64)
     elif op == "group":
@@ -51,10 +51,7 @@ def _reduce(op: str, v: F64, p: np.ndarray) -> tuple[F64, np.ndarray]:
             out = np.where(real, v, -np.inf).max(axis=0)
         out = np.where(real.any(axis=0), out, np.nan)
     elif op in ("stddev", "stdvar"):
-        n = np.maximum(cnt, 1)
-        mean = np.where(p, v, 0.0).sum(axis=0) / n
-        dev = np.where(p, v - mean[None, :], 0.0)
-        out = (dev * dev).sum(axis=0) / n
+        out = variance(v, p, 0)
         if op == "stddev":
             out = np.sqrt(out)
     else:  # pragma: no cover - guarded by the caller

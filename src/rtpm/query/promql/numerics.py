@@ -5,6 +5,8 @@ and is vectorised over the other."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rtpm.query.promql.values import F64, I64
@@ -36,3 +38,52 @@ def quantile_rows(v: F64, mask: np.ndarray, cnt: I64, q: F64) -> F64:
     out = np.where(q < 0, -np.inf, out)
     out = np.where(q > 1, np.inf, out)
     return np.where(np.isnan(q) | (cnt == 0), np.nan, out)
+
+
+# Plain (pairwise) summation is kept where it is exact enough: where the terms' magnitudes dwarf
+# their sum by this factor, digits are lost, and those sums are redone exactly (math.fsum).
+_CANCELLATION = 1e6
+
+
+def stable_sum(v: F64, mask: np.ndarray, axis: int) -> F64:
+    """Sum of the masked-in values along `axis`; sums that cancel (1e100 + 1 - 1e100) are exact
+    (Prometheus compensates them with Kahan-Neumaier summation), and terms that are all finite
+    but whose running sum overflows give +-Inf as Prometheus's do."""
+    x = np.where(mask, v, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = x.sum(axis=axis)
+        mag = np.abs(x).sum(axis=axis)
+        redo = np.flatnonzero(np.isfinite(mag) & (mag > _CANCELLATION * np.abs(s)))
+    if len(redo):
+        xt = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        flat = s.reshape(-1)
+        for k in redo:
+            flat[k] = math.fsum(xt[k])
+    return s
+
+
+def stable_mean(v: F64, mask: np.ndarray, axis: int) -> F64:
+    """Mean of the masked-in values along `axis` (NaN where none): the exact-where-it-matters sum
+    over the count, and, where that sum overflows although every term is finite, the sum of the
+    terms each divided by the count first (Prometheus switches to an incremental mean there)."""
+    cnt = mask.sum(axis=axis)
+    n = np.maximum(cnt, 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = stable_sum(v, mask, axis) / n
+    over = np.isinf(mean) & ~(mask & ~np.isfinite(v)).any(axis=axis)
+    if over.any():
+        scaled = stable_sum(v / np.expand_dims(n, axis), mask, axis)
+        mean = np.where(over, scaled, mean)
+    return np.where(cnt > 0, mean, np.nan)
+
+
+def variance(v: F64, mask: np.ndarray, axis: int) -> F64:
+    """Population variance of the masked-in values along `axis`: two passes over an accurate mean;
+    exactly 0 where every value is the same (as Welford's method, which Prometheus uses, gives)."""
+    cnt = mask.sum(axis=axis)
+    mean = stable_mean(v, mask, axis)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dev = np.where(mask, v - np.expand_dims(mean, axis), 0.0)
+        var = stable_sum(dev * dev, mask, axis) / np.maximum(cnt, 1)
+    big, small = np.where(mask, v, -np.inf).max(axis=axis), np.where(mask, v, np.inf).min(axis=axis)
+    return np.where((big == small) & np.isfinite(big), 0.0, var)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rtpm.errors import QueryError
-from rtpm.query.promql.numerics import quantile_rows
+from rtpm.query.promql.numerics import quantile_rows, stable_mean, stable_sum, variance
 from rtpm.query.promql.values import F64, I64, RangeVec, Vector, drop_name
 
 CHUNK_ELEMS = 2_000_000
@@ -231,11 +231,11 @@ def _masked(v: F64, mask: np.ndarray, fill: float) -> F64:
 
 
 def _sum(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
-    return _masked(v, mask, 0.0).sum(axis=1)
+    return stable_sum(v, mask, 1)
 
 
 def _avg(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
-    return _masked(v, mask, 0.0).sum(axis=1) / cnt
+    return stable_mean(v, mask, 1)
 
 
 def _count(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
@@ -255,9 +255,7 @@ def _max(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
 
 
 def _variance(v: F64, mask: np.ndarray, cnt: I64) -> F64:
-    mean = _masked(v, mask, 0.0).sum(axis=1) / cnt
-    dev = _masked(v - mean[:, None], mask, 0.0)
-    return (dev * dev).sum(axis=1) / cnt
+    return variance(v, mask, 1)
 
 
 def _stdvar(v: F64, mask: np.ndarray, cnt: I64, ts: I64, col: I64) -> F64:
