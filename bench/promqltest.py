@@ -22,8 +22,11 @@ How it runs them:
 
 What it does not do: promqltest also re-runs every instant query with `@` appended to each
 selector (a check of step invariance); that re-run is not done here. Native histogram points
-(`{{...}}`) and `load_with_nhcb` blocks are not loaded yet: evals that depend on them are counted as
-failed with the reason "native histograms".
+(`{{...}}`, with their expanding forms) are loaded through remote write's `histograms` field and
+compared with the answer's `histogram`/`histograms` (count, sum and populated buckets within
+1e-6; the counter reset hint is not in Prometheus's JSON and not compared), see
+promqltest_histograms.py. `load_with_nhcb` blocks are not converted yet. Failures of evals over
+histogram series are reported with the reason prefixed "native histograms".
 
 It prints passed / failed / skipped per file and the failures grouped by reason; `--json` writes
 every case with its outcome.
@@ -53,6 +56,9 @@ import cramjam
 import httpx
 
 from rtpm.ingest.proto import WriteRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import promqltest_histograms as nh  # noqa: E402 - beside this script
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 EPSILON = 1e-6
@@ -101,10 +107,17 @@ def parse_number(text: str) -> float:
 
 
 class Hist:
-    """A native histogram point, kept as its text: this runner does not load or compare them yet."""
+    """A native histogram point: its text and the histogram (bench/promqltest_histograms.py)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, value: Any = None) -> None:
         self.text = text
+        self._value = value
+
+    @property
+    def histogram(self) -> Any:
+        if self._value is None:
+            self._value = nh.parse(self.text, parse_number)
+        return self._value
 
     def __repr__(self) -> str:
         return "{{" + self.text + "}}"
@@ -258,7 +271,9 @@ def expand_points(points: str) -> list[Point]:
             else:
                 start_s, op, step_s = split
             if start_s.startswith("{{"):
-                out.extend(Hist(start_s[2:-2]) for _ in range(times + 1))
+                first = Hist(start_s[2:-2]).histogram
+                step_h = Hist(step_s[2:-2]).histogram if split is not None else None
+                out.extend(Hist(start_s[2:-2], h) for h in nh.expand(first, op, step_h, times))
                 continue
             start, step = parse_number(start_s), parse_number(step_s)
             if op == "-":
@@ -546,21 +561,24 @@ class Outcome:
 
 def _write(client: httpx.Client, load: Load) -> str | None:
     """Remote-write one load block; None when every sample was taken, else what went wrong."""
-    req = WriteRequest()
+    parts = []
     for s in load.series:
-        ts = req.timeseries.add()
+        ts = WriteRequest().timeseries.add()
         for k, v in sorted(s.labels.items()):
             lab = ts.labels.add()
             lab.name, lab.value = k, v
+        hists = []
         for k, p in enumerate(s.points):
             if p is None:
                 continue
             if isinstance(p, Hist):
+                hists.append((k * load.interval_ms, p.histogram))
                 continue
             smp = ts.samples.add()
             smp.value = p
             smp.timestamp = k * load.interval_ms
-    body = bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+        parts.append(nh.field(0x0A, ts.SerializeToString() + nh.histogram_fields(hists)))
+    body = bytes(cramjam.snappy.compress_raw(b"".join(parts)))
     r = client.post(
         "/api/v1/write",
         content=body,
@@ -653,7 +671,12 @@ def _compare(ev: Eval, data: dict[str, Any]) -> tuple[str, str] | None:
             g = got[k]
             exp = s.points[0] if s.points else None
             if isinstance(exp, Hist):
-                return "native histograms", ""
+                if "histogram" not in g:
+                    return "wrong value", f"{_fmt(dict(k))}: {g['value'][1]}, expected a histogram"
+                bad = nh.mismatch(exp.histogram, g["histogram"][1], parse_number, EPSILON)
+                if bad:
+                    return "wrong histogram", f"{_fmt(dict(k))}: {bad}"
+                continue
             if "histogram" in g:
                 return "wrong value", f"{_fmt(dict(k))}: histogram, expected {exp}"
             if exp is None or not _close(_value(g["value"][1]), exp):
@@ -684,7 +707,23 @@ def _compare(ev: Eval, data: dict[str, Any]) -> tuple[str, str] | None:
         return ("missing series" if missing else "extra series"), det
     for k, s in want.items():
         if any(isinstance(p, Hist) for p in s.points):
-            return "native histograms", ""
+            exp_h = {stamps[i]: p for i, p in enumerate(s.points) if isinstance(p, Hist) and i < len(stamps)}
+            exp_f = {stamps[i]: p for i, p in enumerate(s.points) if isinstance(p, float) and i < len(stamps)}
+            got_h = {int(round(float(t) * 1000)): h for t, h in got[k].get("histograms", [])}
+            got_f = {int(round(float(t) * 1000)): _value(v) for t, v in got[k].get("values", [])}
+            if set(exp_h) != set(got_h) or set(exp_f) != set(got_f):
+                return (
+                    "wrong timestamps",
+                    f"{_fmt(dict(k))}: histograms at {sorted(got_h)[:3]}, floats at {sorted(got_f)[:3]}",
+                )
+            for t, hp in exp_h.items():
+                bad = nh.mismatch(hp.histogram, got_h[t], parse_number, EPSILON)
+                if bad:
+                    return "wrong histogram", f"{_fmt(dict(k))} @{t / 1000:g}: {bad}"
+            for t, v in exp_f.items():
+                if not _close(got_f[t], v):
+                    return "wrong value", f"{_fmt(dict(k))} @{t / 1000:g}: {got_f[t]} != {v}"
+            continue
         if "histograms" in got[k]:
             return "wrong value", f"{_fmt(dict(k))}: histograms, expected floats"
         exp_pts = {stamps[i]: p for i, p in enumerate(s.points) if p is not None and i < len(stamps)}

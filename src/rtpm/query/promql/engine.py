@@ -292,7 +292,9 @@ def _eval(node: a.Node, steps: I64, q: _Query) -> Value:
         infos = instant(q.data[id(node.sel)], steps, q.lookback_ms)
         return enrich(base, infos, node.names, node.data)
     if isinstance(node, a.Negate):
-        v = histo.floats_only(_eval(node.expr, steps, q))
+        v = _eval(node.expr, steps, q)
+        if isinstance(v, Vector) and v.hist is not None:
+            return histo.negate(v)
         if isinstance(v, Scalar):
             return Scalar(-v.values)
         assert isinstance(v, Vector)
@@ -312,11 +314,13 @@ def _subquery(node: a.Subquery, steps: I64, q: _Query) -> RangeVec:
     step = node.step_ms or q.subquery_step_ms
     inner_lo = _align_up(int(eff.min()) - node.range_ms, step)
     inner_steps = np.arange(inner_lo, int(eff.max()) + 1, step, dtype=np.int64)
-    inner = histo.floats_only(_eval(node.expr, inner_steps, q)) if len(inner_steps) else Vector.empty(0)
+    inner = _eval(node.expr, inner_steps, q) if len(inner_steps) else Vector.empty(0)
     if isinstance(inner, Scalar):
         inner = Vector([()], inner.values[None, :], np.ones((1, len(inner_steps)), dtype=bool))
     assert isinstance(inner, Vector)
     inner = dedupe(inner)
+    if inner.hist is not None:
+        return windows(histo.flat_of_vector(inner, inner_steps), eff, node.range_ms, steps)
     series_ts = [inner_steps[inner.present[i]] for i in range(len(inner))]
     series_v = [inner.values[i][inner.present[i]] for i in range(len(inner))]
     keep = [i for i in range(len(inner)) if len(series_ts[i])]
@@ -361,6 +365,9 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
     assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
     if op in a.SET_OPS:
         return dedupe(binops.set_op(op, lhs, rhs, node.on, node.match_labels))
+    done = histo.vector_binop(node, raw_lhs, raw_rhs, q)  # type: ignore[arg-type]
+    if done is not None:
+        return dedupe(done)
     return dedupe(
         binops.vector_vector(
             op,

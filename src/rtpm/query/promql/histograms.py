@@ -170,6 +170,110 @@ def scalar_binop(out: Vector, op: str, vec: Vector, sc: Scalar, scalar_left: boo
     return out
 
 
+def negate(vec: Vector) -> Vector:
+    """-v: floats negated, histograms scaled by -1 (they become gauge histograms), name dropped."""
+    hist = vec.hist
+    assert hist is not None
+    out = np.full(hist.shape, None, dtype=object)
+    for i, j in zip(*np.nonzero(_is_hist(hist)), strict=True):
+        out[i, j] = hist[i, j].scaled(-1.0)
+    return Vector([drop_name(lb) for lb in vec.labels], -vec.values, vec.present, hist=out)
+
+
+_ROW = float(1 << 24)  # row codes: lhs row * _ROW + rhs row, exact in a float64
+
+
+def vector_binop(node: a.Binary, lhs: Vector, rhs: Vector, q: Any) -> Vector | None:
+    """Arithmetic between two vectors of which one holds histograms, with Prometheus's matching:
+    histogram + histogram, histogram - histogram, histogram * float, float * histogram,
+    histogram / float; floats with floats as usual. Other combinations have no result (with
+    Prometheus's info annotation). None (evaluate without the histograms) for comparisons, `bool`,
+    fill modifiers, or no histograms at all."""
+    from rtpm.query.promql import binops
+
+    if lhs.hist is None and rhs.hist is None:
+        return None
+    op = node.op
+    if op not in ("+", "-", "*", "/") or node.return_bool or node.fill_left is not None or node.fill_right is not None:
+        return None
+    if len(lhs) >= 1 << 24 or len(rhs) >= 1 << 24:
+        return None
+    t = lhs.values.shape[1]
+    lcode = Vector(lhs.labels, np.repeat(np.arange(len(lhs)) * _ROW, t).reshape(len(lhs), t), lhs.present)
+    rcode = Vector(rhs.labels, np.repeat(np.arange(len(rhs), dtype=np.float64), t).reshape(len(rhs), t), rhs.present)
+    matched = binops.vector_vector(
+        "+",
+        lcode,
+        rcode,
+        card=node.card,
+        on=node.on,
+        names=node.match_labels,
+        include=node.include,
+        return_bool=False,
+    )
+    n = len(matched)
+    values = np.full((n, t), np.nan)
+    present = np.zeros((n, t), dtype=bool)
+    hist = np.full((n, t), None, dtype=object)
+    lh = lhs.hist if lhs.hist is not None else np.full(lhs.values.shape, None, dtype=object)
+    rh = rhs.hist if rhs.hist is not None else np.full(rhs.values.shape, None, dtype=object)
+    for r, j in zip(*np.nonzero(matched.present), strict=True):
+        code = int(matched.values[r, j])
+        li, ri = divmod(code, int(_ROW))
+        a_h, b_h = lh[li, j], rh[ri, j]
+        a_f, b_f = float(lhs.values[li, j]), float(rhs.values[ri, j])
+        if a_h is None and b_h is None:
+            v = {"+": a_f + b_f, "-": a_f - b_f, "*": a_f * b_f}.get(op)
+            values[r, j] = v if v is not None else hm.go_div(a_f, b_f)
+            present[r, j] = True
+            continue
+        try:
+            if a_h is not None and b_h is not None and op in ("+", "-"):
+                res, reconciled = hm.combine(a_h, b_h, 1.0 if op == "+" else -1.0)
+                if reconciled:
+                    warn(
+                        q,
+                        "PromQL info: mismatched custom buckets were reconciled during histogram "
+                        + ("addition" if op == "+" else "subtraction"),
+                    )
+                hist[r, j] = res.compact()
+            elif a_h is not None and b_h is None and op in ("*", "/"):
+                hist[r, j] = a_h.scaled(b_f) if op == "*" else a_h.divided(b_f)
+            elif a_h is None and b_h is not None and op == "*":
+                hist[r, j] = b_h.scaled(a_f)
+            else:
+                warn(q, f'PromQL info: incompatible sample types encountered for binary operator "{op}"')
+                continue
+        except hm.HistogramError as exc:
+            warn(q, f"PromQL warning: {exc}")
+            continue
+        present[r, j] = True
+    return Vector(matched.labels, values, present, hist=hist)
+
+
+def flat_of_vector(vec: Vector, steps: I64) -> Flat:
+    """A subquery's inner vector (with histograms) as loaded series: its samples at its steps."""
+    assert vec.hist is not None
+    rows = [i for i in range(len(vec)) if vec.present[i].any()]
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    ts_parts, v_parts, h_parts = [], [], []
+    for n, i in enumerate(rows):
+        p = vec.present[i]
+        ts_parts.append(steps[p])
+        v_parts.append(vec.values[i][p])
+        h_parts.append(vec.hist[i][p])
+        offsets[n + 1] = offsets[n] + int(p.sum())
+    if not rows:
+        return Flat([], np.empty(0, np.int64), np.empty(0), offsets, np.empty(0, dtype=object))
+    return Flat(
+        [vec.labels[i] for i in rows],
+        np.concatenate(ts_parts),
+        np.concatenate(v_parts),
+        offsets,
+        np.concatenate(h_parts),
+    )
+
+
 def has_histograms(v: Value) -> bool:
     if isinstance(v, Vector):
         return v.hist is not None
@@ -388,7 +492,33 @@ def _sum(hs: Sequence[Histogram], q: Any, labels: Labels) -> Histogram | None:
     except hm.HistogramError as exc:
         warn(q, f'PromQL warning: {exc} for metric name "{_name(labels)}"')
         return None
+    if len(hs) > 2:  # counts and sums with compensation (3.1 + 1e100 - 1e100 + 1.3 is 4.4)
+        total = Histogram(
+            total.schema,
+            total.zero_threshold,
+            total.zero_count,
+            _neumaier([h.count for h in hs]),
+            _neumaier([h.sum for h in hs]),
+            total.positive_spans,
+            total.positive,
+            total.negative_spans,
+            total.negative,
+            total.custom_values,
+        )
     return total.with_hint(hm.RESET_GAUGE)
+
+
+def _neumaier(values: Sequence[float]) -> float:
+    """Kahan-Babuska (Neumaier) compensated sum, as Prometheus sums histogram counts and sums."""
+    total = comp = 0.0
+    for v in values:
+        t = total + v
+        if abs(total) >= abs(v):
+            comp += (total - t) + v
+        else:
+            comp += (v - t) + total
+        total = t
+    return total + comp if math.isfinite(total) else total
 
 
 # ---- aggregation -------------------------------------------------------------------------------
