@@ -25,7 +25,8 @@ selector (a check of step invariance); that re-run is not done here. Native hist
 (`{{...}}`, with their expanding forms) are loaded through remote write's `histograms` field and
 compared with the answer's `histogram`/`histograms` (count, sum and populated buckets within
 1e-6; the counter reset hint is not in Prometheus's JSON and not compared), see
-promqltest_histograms.py. `load_with_nhcb` blocks are not converted yet. Failures of evals over
+promqltest_histograms.py. `load_with_nhcb` blocks also load each classic histogram as a native
+histogram with custom buckets, as Prometheus converts them at scrape. Failures of evals over
 histogram series are reported with the reason prefixed "native histograms".
 
 It prints passed / failed / skipped per file and the failures grouped by reason; `--json` writes
@@ -56,6 +57,7 @@ import cramjam
 import httpx
 
 from rtpm.ingest.proto import WriteRequest
+from rtpm.model.histograms import CUSTOM_BUCKETS_SCHEMA, Histogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import promqltest_histograms as nh  # noqa: E402 - beside this script
@@ -305,10 +307,11 @@ class Load:
     start_timestamps: bool = False
 
     def histogram_names(self) -> set[str]:
-        """Metric names with native histogram points (all of the block's names for load_with_nhcb)."""
-        return {
-            s.labels.get("__name__", "") for s in self.series if self.nhcb or any(isinstance(p, Hist) for p in s.points)
-        } - {""}
+        """Metric names with native histogram points (with the converted ones of load_with_nhcb)."""
+        names = {s.labels.get("__name__", "") for s in self.series if any(isinstance(p, Hist) for p in s.points)}
+        if self.nhcb:
+            names |= {s.labels.get("__name__", "").removesuffix("_bucket") for s in self.series}
+        return names - {""}
 
 
 @dataclass
@@ -559,10 +562,50 @@ class Outcome:
     detail: str = ""
 
 
+def nhcb_series(load: Load) -> list[SeriesDef]:
+    """`load_with_nhcb`: each classic histogram (`x_bucket{le}`, `x_sum`) also as a native
+    histogram with custom buckets named `x`, as Prometheus converts them at scrape."""
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, list[Point]]] = {}
+    sums: dict[tuple[str, tuple[tuple[str, str], ...]], list[Point]] = {}
+    for sd in load.series:
+        name = sd.labels.get("__name__", "")
+        rest = tuple(sorted((k, v) for k, v in sd.labels.items() if k not in ("__name__", "le")))
+        if name.endswith("_bucket") and "le" in sd.labels:
+            groups.setdefault((name.removesuffix("_bucket"), rest), {})[parse_number(sd.labels["le"])] = sd.points
+        elif name.endswith("_sum"):
+            sums[(name.removesuffix("_sum"), rest)] = sd.points
+    stale = struct.pack("<d", STALE_NAN)
+    out: list[SeriesDef] = []
+    for (base, rest), by_le in groups.items():
+        les = sorted(by_le)
+        if les[-1] != math.inf:
+            continue
+        sum_pts = sums.get((base, rest), [])
+        points: list[Point] = []
+        for k in range(max(len(p) for p in by_le.values())):
+            vals = [by_le[le][k] if k < len(by_le[le]) else None for le in les]
+            cum = [v for v in vals if isinstance(v, float) and struct.pack("<d", v) != stale]
+            if len(cum) != len(vals):
+                points.append(None)
+                continue
+            sm = sum_pts[k] if k < len(sum_pts) and isinstance(sum_pts[k], float) else 0.0
+            h = Histogram(
+                schema=CUSTOM_BUCKETS_SCHEMA,
+                count=cum[-1],
+                sum=float(sm),
+                positive_spans=((0, len(cum)),),
+                positive=tuple(c - p for c, p in zip(cum, [0.0, *cum[:-1]], strict=True)),
+                custom_values=tuple(les[:-1]),
+            )
+            points.append(Hist("nhcb", h))
+        out.append(SeriesDef({"__name__": base, **dict(rest)}, points))
+    return out
+
+
 def _write(client: httpx.Client, load: Load) -> str | None:
     """Remote-write one load block; None when every sample was taken, else what went wrong."""
     parts = []
-    for s in load.series:
+    for s in load.series + (nhcb_series(load) if load.nhcb else []):
         ts = WriteRequest().timeseries.add()
         for k, v in sorted(s.labels.items()):
             lab = ts.labels.add()
