@@ -103,9 +103,14 @@ def make_engine(services: Services) -> Engine:
 
 
 def _body(data: bytes, warnings: Sequence[str] = ()) -> bytes:
+    """The success envelope; "PromQL info: ..." annotations go to `infos`, as Prometheus has them."""
     body = b'{"status":"success","data":' + data
-    if warnings:
-        body += b',"warnings":' + orjson.dumps(list(warnings))
+    warn = [w for w in warnings if not w.startswith("PromQL info:")]
+    infos = [w for w in warnings if w.startswith("PromQL info:")]
+    if warn:
+        body += b',"warnings":' + orjson.dumps(warn)
+    if infos:
+        body += b',"infos":' + orjson.dumps(infos)
     return body + b"}"
 
 

@@ -160,7 +160,11 @@ def scalar_binop(out: Vector, op: str, vec: Vector, sc: Scalar, scalar_left: boo
     hist = _with_hist(out)
     for i, j in zip(*np.nonzero(is_h), strict=True):
         if not ok:
-            warn(q, f'PromQL info: incompatible sample types encountered for binary operator "{op}"')
+            kinds = ("float", "histogram") if scalar_left else ("histogram", "float")
+            warn(
+                q,
+                f'PromQL info: incompatible sample types encountered for binary operator "{op}": {kinds[0]} {op} {kinds[1]}',
+            )
             continue
         s = float(sc.values[j])
         h = vec.hist[i, j]
@@ -242,7 +246,11 @@ def vector_binop(node: a.Binary, lhs: Vector, rhs: Vector, q: Any) -> Vector | N
             elif a_h is None and b_h is not None and op == "*":
                 hist[r, j] = b_h.scaled(a_f)
             else:
-                warn(q, f'PromQL info: incompatible sample types encountered for binary operator "{op}"')
+                kinds = ("histogram" if a_h is not None else "float", "histogram" if b_h is not None else "float")
+                warn(
+                    q,
+                    f'PromQL info: incompatible sample types encountered for binary operator "{op}": {kinds[0]} {op} {kinds[1]}',
+                )
                 continue
         except hm.HistogramError as exc:
             warn(q, f"PromQL warning: {exc}")
@@ -284,7 +292,7 @@ def has_histograms(v: Value) -> bool:
 
 # ---- functions ---------------------------------------------------------------------------------
 
-HANDLED = set(SIMPLE) | set(RATES) | OVER_TIME | {"histogram_fraction", "histogram_quantile"}
+HANDLED = set(SIMPLE) | set(RATES) | OVER_TIME | {"histogram_fraction", "histogram_quantile", "changes", "resets"}
 
 
 def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
@@ -307,6 +315,9 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
         assert isinstance(qs, Scalar) and isinstance(vec, Vector)
         if vec.hist is None:
             return None
+        for qv in np.unique(qs.values):
+            if not 0 <= qv <= 1 or qv != qv:
+                warn(q, f"PromQL warning: quantile value should be between 0 and 1, got {_go_g(float(qv))}")
         from rtpm.query.promql import functions as f
 
         classic = f.histogram_quantile(qs.values, floats_only(vec))  # type: ignore[arg-type]
@@ -317,7 +328,60 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
         return None
     if name in RATES:
         return _rate(rv, *RATES[name], q)
+    if name in ("changes", "resets"):
+        return _changes(rv, name == "resets")
     return _over_time(name, rv, q)
+
+
+def _same(a: Histogram, b: Histogram) -> bool:
+    return (
+        (a.schema, a.zero_threshold, a.zero_count, a.count, a.sum, a.custom_values)
+        == (
+            b.schema,
+            b.zero_threshold,
+            b.zero_count,
+            b.count,
+            b.sum,
+            b.custom_values,
+        )
+        and {k: v for k, v in a.positive_map().items() if v} == {k: v for k, v in b.positive_map().items() if v}
+        and {k: v for k, v in a.negative_map().items() if v} == {k: v for k, v in b.negative_map().items() if v}
+    )
+
+
+def _changes(rv: RangeVec, resets: bool) -> Vector:
+    """changes() and resets() over windows holding histograms: a switch between float and
+    histogram counts as one; histograms change when they differ and reset as DetectReset says."""
+    from rtpm.query.promql import rangefuncs as r
+
+    out = (r.resets if resets else r.changes)(floats_only(rv))  # type: ignore[arg-type]
+    for i, j, _ts, hs in _windows(rv):
+        lo = int(rv.lo[i, j])
+        vals = rv.vals[lo : lo + len(hs)]
+        n = 0
+        for k in range(1, len(hs)):
+            prev, cur = hs[k - 1], hs[k]
+            if (prev is None) != (cur is None):
+                n += 1
+            elif prev is None:
+                a, b = float(vals[k - 1]), float(vals[k])
+                if (b < a) if resets else (a != b and not (a != a and b != b)):
+                    n += 1
+            elif hm.detect_reset(cur, prev) if resets else not _same(cur, prev):
+                n += 1
+        out.values[i, j] = float(n)
+        out.present[i, j] = True
+    return out
+
+
+def _go_g(v: float) -> str:
+    """Go's %g of a float (the numbers in Prometheus's annotation texts)."""
+    if v != v:
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(v)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _simple(vec: Vector, fn: Any, t: int, fn2: Any = None) -> Vector:
@@ -415,6 +479,8 @@ def _histogram_rate(hs: list[Histogram], is_counter: bool, q: Any, labels: Label
     last = hs[-1]
     if is_counter and (prev.reset_hint == hm.RESET_GAUGE or last.reset_hint == hm.RESET_GAUGE):
         warn(q, f'PromQL warning: this native histogram metric is not a counter: "{_name(labels)}"')
+    if not is_counter and (prev.reset_hint != hm.RESET_GAUGE or last.reset_hint != hm.RESET_GAUGE):
+        warn(q, f'PromQL warning: this native histogram metric is not a gauge: "{_name(labels)}"')
     if is_counter and hm.detect_reset(hs[1], prev):
         prev = Histogram(schema=hs[1].schema, custom_values=hs[1].custom_values)
     if last.uses_custom_buckets != prev.uses_custom_buckets or any(
@@ -527,7 +593,11 @@ def _neumaier(values: Sequence[float]) -> float:
 def aggregate(node: a.Aggregate, vec: Vector, q: Any) -> Vector | None:
     """sum, avg, count and group over a vector holding histograms; None for the other operators
     (which ignore histogram samples)."""
-    if node.op not in ("sum", "avg", "count", "group") or vec.hist is None:
+    if vec.hist is None:
+        return None
+    if node.op not in ("sum", "avg", "count", "group"):
+        if (_is_hist(vec.hist) & vec.present).any():
+            warn(q, f"PromQL info: ignored histogram in {node.op} aggregation")
         return None
     t = vec.values.shape[1]
     is_h = _is_hist(vec.hist) & vec.present
