@@ -239,7 +239,16 @@ class PostgresStorage:
     async def _acquire(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         try:
             async with pool.acquire(timeout=self._connect_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.PostgresError:
+                    raise  # the server refused a statement: the connection itself is fine
+                except BaseException:
+                    # Cancelled or timed out mid-operation, or the connection broke: never hand it
+                    # back to the pool, where the next user would find an operation in progress
+                    # ("cannot switch to state 12").
+                    conn.terminate()
+                    raise
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
         except asyncpg.PostgresError as exc:
