@@ -208,6 +208,7 @@ def test_head_blocks_keep_the_last_written_of_every_key(big_ids: bool) -> None:
     rng = np.random.default_rng(5)
     head = Head(max_series=10**6)
     model: dict[tuple[int, int], float] = {}
+    records = []
     offset = 2**60 if big_ids else 0  # ids too large to share an int64 with the timestamps
     for rid in range(1, 120):
         n = int(rng.integers(1, 400))
@@ -219,12 +220,19 @@ def test_head_blocks_keep_the_last_written_of_every_key(big_ids: bool) -> None:
         keep = np.ones(n, dtype=bool)
         keep[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
         sids, ts, values = sids[keep], ts[keep], values[keep]
-        assert head.apply(Record(rid, sids, ts, values), contiguous=True)
+        records.append(Record(rid, sids, ts, values))
+        assert head.apply(records[-1], contiguous=True)
         model.update(zip(zip(sids.tolist(), ts.tolist(), strict=True), values.tolist(), strict=True))
     assert not head.apply(Record(200, sids, ts, values), contiguous=True)  # an id skipped: catch up instead
     got = head.read(list(range(offset, offset + 50)), T0, T0 + 10**7)
     flat = {(sid, t): v for sid, (tss, vs) in got.items() for t, v in zip(tss.tolist(), vs.tolist(), strict=True)}
     assert flat == model
+    rebuilt = Head(max_series=10**6)  # as at start-up: all records at once
+    rebuilt.apply_many(records)
+    again = rebuilt.read(list(range(offset, offset + 50)), T0, T0 + 10**7)
+    assert {sid: (t.tolist(), v.tolist()) for sid, (t, v) in again.items()} == {
+        sid: (t.tolist(), v.tolist()) for sid, (t, v) in got.items()
+    }
     cutoff = T0 + 2_500_000
     bs, bt, bv = head.below(cutoff)
     assert dict(zip(zip(bs.tolist(), bt.tolist(), strict=True), bv.tolist(), strict=True)) == {
