@@ -97,6 +97,8 @@ def storage(tmp_path_factory: pytest.TempPathFactory, loop: asyncio.AbstractEven
     b.add(make_labels("mixed", {}), 0, 1.0)
     b.add_histogram(make_labels("mixed", {}), M, single)
     b.add(make_labels("plain", {"i": "1"}), 0, 3.0)
+    for le, c in (("1", 2.0), ("2", 6.0), ("+Inf", 10.0)):
+        b.add(make_labels("cls_bucket", {"le": le}), 0, c)
     loop.run_until_complete(s.write([b]))
     yield s
     loop.run_until_complete(s.close())
@@ -221,3 +223,10 @@ def test_histogram_times_and_divided_by_a_scalar(loop: asyncio.AbstractEventLoop
     assert floats(run(loop, storage, "histogram_count(60 * rate(incr_histogram[10m]))", 50 * M)) == {
         (): pytest.approx(0.2)
     }
+
+
+def test_classic_fraction_and_quantiles(loop: asyncio.AbstractEventLoop, storage: SqliteStorage) -> None:
+    # (0, 1]: 2, (1, 2]: 4, (2, +Inf]: 4 of 10; [0, 1.5] holds 2 + 4 * 0.5
+    assert floats(run(loop, storage, "histogram_fraction(0, 1.5, cls_bucket)", M)) == {(): pytest.approx(0.4)}
+    got = floats(run(loop, storage, 'histogram_quantiles(single_histogram, "q", 0.5, 1)', M))
+    assert got == {(("q", "0.5"),): pytest.approx(1.414213562373095), (("q", "1.0"),): 4.0}

@@ -292,7 +292,8 @@ def has_histograms(v: Value) -> bool:
 
 # ---- functions ---------------------------------------------------------------------------------
 
-HANDLED = set(SIMPLE) | set(RATES) | OVER_TIME | {"histogram_fraction", "histogram_quantile", "changes", "resets"}
+HANDLED = set(SIMPLE) | set(RATES) | OVER_TIME
+HANDLED |= {"histogram_fraction", "histogram_quantile", "histogram_quantiles", "changes", "resets"}
 
 
 def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
@@ -309,7 +310,10 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
     if name == "histogram_fraction":
         lo, hi, vec = args[0], args[1], args[2]
         assert isinstance(lo, Scalar) and isinstance(hi, Scalar) and isinstance(vec, Vector)
-        return _simple(vec, None, t, lambda h, j: hm.fraction(float(lo.values[j]), float(hi.values[j]), h))
+        native = _simple(vec, None, t, lambda h, j: hm.fraction(float(lo.values[j]), float(hi.values[j]), h))
+        return _concat(_classic_fraction(lo.values, hi.values, floats_only(vec)), native)  # type: ignore[arg-type]
+    if name == "histogram_quantiles":
+        return _quantiles(args, t, q)
     if name == "histogram_quantile":
         qs, vec = args[0], args[1]
         assert isinstance(qs, Scalar) and isinstance(vec, Vector)
@@ -371,6 +375,116 @@ def _changes(rv: RangeVec, resets: bool) -> Vector:
                 n += 1
         out.values[i, j] = float(n)
         out.present[i, j] = True
+    return out
+
+
+def _classic_fraction(lo: np.ndarray, hi: np.ndarray, vec: Vector) -> Vector:
+    """histogram_fraction over classic `le` buckets (Prometheus's BucketFraction): linear
+    interpolation within a bucket, the first bucket starting at 0 unless its bound is <= 0."""
+    groups: dict[Labels, list[tuple[float, int]]] = {}
+    for i, lb in enumerate(vec.labels):
+        d = dict(lb)
+        le = d.pop("le", None)
+        if le is None:
+            continue
+        try:
+            bound = float(le)
+        except ValueError:
+            continue
+        d.pop(METRIC_NAME, None)
+        groups.setdefault(tuple(sorted(d.items())), []).append((bound, i))
+    t = vec.values.shape[1]
+    labels = list(groups)
+    values = np.full((len(labels), t), np.nan)
+    present = np.zeros((len(labels), t), dtype=bool)
+    for g, key in enumerate(labels):
+        members = sorted(groups[key])
+        for j in range(t):
+            buckets: list[list[float]] = []
+            for bound, i in members:
+                if vec.present[i, j]:
+                    if buckets and buckets[-1][0] == bound:
+                        buckets[-1][1] += float(vec.values[i, j])
+                    else:
+                        buckets.append([bound, float(vec.values[i, j])])
+            if not buckets:
+                continue
+            present[g, j] = True
+            values[g, j] = _bucket_fraction(float(lo[j]), float(hi[j]), buckets)
+    return Vector(labels, values, present)
+
+
+def _bucket_fraction(lower: float, upper: float, buckets: list[list[float]]) -> float:
+    if buckets[-1][0] != math.inf:
+        return math.nan
+    count = buckets[-1][1]
+    if count == 0 or lower != lower or upper != upper:
+        return math.nan
+    if lower >= upper:
+        return 0.0
+    rank = lower_rank = upper_rank = 0.0
+    lower_set = upper_set = False
+    lower_bound = 0.0 if buckets[0][0] > 0 else -math.inf
+    for k, (upper_bound, cum) in enumerate(buckets):
+        if k > 0:
+            lower_bound = buckets[k - 1][0]
+
+        def interp(
+            v: float, lb: float = lower_bound, ub: float = upper_bound, c: float = cum, r: float = rank
+        ) -> float:
+            if lb == -math.inf:
+                return c
+            return r + (c - r) * (v - lb) / (ub - lb)
+
+        if not lower_set and lower_bound >= lower:
+            lower_rank, lower_set = rank, True
+        if not upper_set and lower_bound >= upper:
+            upper_rank, upper_set = rank, True
+        if lower_set and upper_set:
+            break
+        if not lower_set and lower_bound < lower < upper_bound:
+            lower_rank, lower_set = interp(lower), True
+        if not upper_set and lower_bound < upper < upper_bound:
+            upper_rank, upper_set = interp(upper), True
+        if lower_set and upper_set:
+            break
+        rank = cum
+    if not lower_set or lower_rank > count:
+        lower_rank = count
+    if not upper_set or upper_rank > count:
+        upper_rank = count
+    return (upper_rank - lower_rank) / count
+
+
+def _openmetrics_float(v: float) -> str:
+    """Prometheus's labels.FormatOpenMetricsFloat: 1 -> "1.0", 0.25 -> "0.25", +Inf."""
+    if v != v:
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(v)
+    return text if ("." in text or "e" in text) else text + ".0"
+
+
+def _quantiles(args: list[Value], t: int, q: Any) -> Vector:
+    """histogram_quantiles(v, "label", q1, q2, ...): one histogram_quantile per q, labelled."""
+    from rtpm.query.promql import functions as f
+    from rtpm.query.promql.values import String
+
+    vec, label = args[0], args[1]
+    assert isinstance(vec, Vector) and isinstance(label, String)
+    out = Vector.empty(t)
+    for arg in args[2:]:
+        assert isinstance(arg, Scalar)
+        qv = float(arg.values[0])
+        if not 0 <= qv <= 1:
+            warn(q, f"PromQL warning: quantile value should be between 0 and 1, got {_go_g(qv)}")
+        classic = f.histogram_quantile(arg.values, floats_only(vec))  # type: ignore[arg-type]
+        native = _simple(vec, None, t, lambda h, j, a=arg: hm.quantile(float(a.values[j]), h))
+        part = _concat(classic, native)
+        tag = _openmetrics_float(qv)
+        part.labels = [tuple(sorted({**dict(lb), label.value: tag}.items())) for lb in part.labels]
+        out = _concat(out, part)
     return out
 
 
