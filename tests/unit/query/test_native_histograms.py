@@ -230,3 +230,10 @@ def test_classic_fraction_and_quantiles(loop: asyncio.AbstractEventLoop, storage
     assert floats(run(loop, storage, "histogram_fraction(0, 1.5, cls_bucket)", M)) == {(): pytest.approx(0.4)}
     got = floats(run(loop, storage, 'histogram_quantiles(single_histogram, "q", 0.5, 1)', M))
     assert got == {(("q", "0.5"),): pytest.approx(1.414213562373095), (("q", "1.0"),): 4.0}
+
+
+def test_label_functions_keep_histograms(loop: asyncio.AbstractEventLoop, storage: SqliteStorage) -> None:
+    r = run(loop, storage, 'label_replace(incr_histogram, "x", "y", "", "")', 50 * M)
+    assert hist(r).count == 14
+    assert r.value.labels == [(("__name__", "incr_histogram"), ("x", "y"))]  # type: ignore[union-attr]
+    assert floats(run(loop, storage, "timestamp(incr_histogram)", 50 * M + 1000)) == {(): 3000}

@@ -294,12 +294,15 @@ def has_histograms(v: Value) -> bool:
 
 HANDLED = set(SIMPLE) | set(RATES) | OVER_TIME
 HANDLED |= {"histogram_fraction", "histogram_quantile", "histogram_quantiles", "changes", "resets"}
+KEEP_ROWS = {"label_replace", "label_join", "sort_by_label", "sort_by_label_desc", "timestamp"}
 
 
 def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
     """The result of a call whose arguments hold histograms, or of a histogram function; None
     to evaluate it as a float function (over `floats_only` of the arguments)."""
     name = node.name
+    if name in KEEP_ROWS and args and isinstance(args[0], Vector) and args[0].hist is not None:
+        return _keep_rows(name, args)
     if name not in HANDLED:
         return None
     t = len(steps)
@@ -375,6 +378,27 @@ def _changes(rv: RangeVec, resets: bool) -> Vector:
                 n += 1
         out.values[i, j] = float(n)
         out.present[i, j] = True
+    return out
+
+
+def _keep_rows(name: str, args: list[Value]) -> Vector:
+    """Functions of a vector's labels (or sample times) keep its histogram samples."""
+    from rtpm.query.promql import functions as f
+    from rtpm.query.promql.values import String
+
+    vec = args[0]
+    assert isinstance(vec, Vector)
+    strs = [v.value for v in args[1:] if isinstance(v, String)]
+    if name == "label_replace":
+        out = f.label_replace(vec, *strs)
+    elif name == "label_join":
+        out = f.label_join(vec, strs[0], strs[1], strs[2:])
+    elif name == "timestamp":
+        assert vec.sample_ts is not None
+        return Vector([drop_name(lb) for lb in vec.labels], vec.sample_ts / 1000.0, vec.present)
+    else:
+        out = f.sort_by_label(vec, strs, name.endswith("_desc"))
+    out.hist = vec.hist
     return out
 
 
