@@ -85,6 +85,11 @@ async def run(args: argparse.Namespace) -> None:
         f"restart: open() rebuilt the head in {rebuild:.2f} s ({head.samples:,} samples, {head.active_series:,} series); "
         f"RSS +{rss / 2**20:.0f} MiB = {rss / max(1, head.active_series) / 1024:.1f} KiB per series"
     )
+    t0 = time.perf_counter()
+    written, moved = await again.maintenance.cut_head(start + int(args.hours * 3_600_000) // W * W + W)
+    print(f"cut: {written:,} chunks of {moved:,} samples in {time.perf_counter() - t0:.2f} s (one transaction)")
+    st = await again.maintenance.status(None)
+    print(f"after the cut: {st.bytes_by_table.get('chunks', 0) / max(1, st.chunk_samples):.2f} bytes/sample in chunks")
     await again.close()
 
 

@@ -157,6 +157,19 @@ async def test_restart_between_write_and_read(head: Storage, open_storage: Calla
     assert st.raw_samples == 4  # a's 2 head samples, b's, the back-fill row
 
 
+async def test_the_rows_engine_refuses_to_start_over_wal_records(head: Storage, head_settings: Settings) -> None:
+    from rtpm.bootstrap import make_storage
+    from rtpm.errors import ConfigError
+
+    await head.write([batch(("a", T0, 1.0))])
+    rows = make_storage(head_settings.model_copy(update={"storage_engine": "rows"}))
+    try:
+        with pytest.raises(ConfigError, match="1 WAL records.*RTPM_STORAGE_ENGINE=head"):
+            await rows.open()
+    finally:
+        await rows.close()
+
+
 async def test_a_second_process_reads_what_the_first_wrote(head: Storage, open_storage: Callable[..., object]) -> None:
     other: Storage = await open_storage()  # type: ignore[misc]
     await head.write([batch(("a", T0, 1.0))])

@@ -59,6 +59,7 @@ async def compact(store: MaintenanceStore, *, now_ms: int, opts: MaintenanceSett
         head_cutoff = min(head_cutoff, _floor(rolled, window))
     head_chunks, head_samples = await store.cut_head(head_cutoff)
     if head_chunks:
+        result.items += 1
         result.samples += head_samples
         result.details["head_chunks"] = head_chunks
     wm = await _start_of(store, "compacted_until", opts, window)
