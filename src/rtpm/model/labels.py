@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from rtpm.model.regex import Pattern, RegexError, compile_regex
+
 METRIC_NAME = "__name__"
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -75,90 +77,6 @@ class MatchType(StrEnum):
     NOT_REGEX = "!~"
 
 
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7F",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1F\\x7F",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-_FLAGS_RE = re.compile(r"\(\?([imsU]+)\)")
-
-
-def re2_to_python(pattern: str) -> str:
-    """A Go (RE2) regular expression in Python's syntax, for what the two spell differently:
-    flags set inside a group (`((?i)abc)`: Python wants flags at the start, or scoped as
-    `(?i:...)`), POSIX classes (`[[:alpha:]]`) and `\\z`. Other syntax is the same in both."""
-    if "(?" not in pattern and "[:" not in pattern and "\\z" not in pattern:
-        return pattern
-    out: list[str] = []
-    # per open group (the whole pattern first): the scoped flag groups opened in it, still open
-    scopes: list[list[str]] = [[]]
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            out.append("\\Z" if pattern[i + 1] == "z" and not in_class else pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if pattern.startswith("[:", i):
-                end = pattern.find(":]", i + 2)
-                body = _POSIX_CLASSES.get(pattern[i + 2 : end]) if end > 0 else None
-                if body is not None:
-                    out.append(body)
-                    i = end + 2
-                    continue
-            if c == "]":
-                in_class = False
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and pattern[i] == "]":  # a literal ] first in a class
-                out.append("\\]")
-                i += 1
-            continue
-        m = _FLAGS_RE.match(pattern, i)
-        if m:
-            flags = m.group(1).replace("U", "")
-            if flags and not out:
-                out.append(f"(?{flags})")  # at the very start: global, as Python wants them
-            elif flags:
-                out.append(f"(?{flags}:")  # RE2: until the end of the enclosing group
-                scopes[-1].append(flags)
-            i = m.end()
-            continue
-        if c == "(":
-            scopes.append([])
-        elif c == ")" and len(scopes) > 1:
-            out.append(")" * len(scopes.pop()))
-        elif c == "|" and scopes[-1]:  # the flags hold in every later alternative of the group
-            out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-    out.append(")" * len(scopes[0]))
-    return "".join(out)
-
-
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """A label matcher with Prometheus semantics: a missing label matches as the empty string,
@@ -167,13 +85,13 @@ class Matcher:
     name: str
     type: MatchType
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Pattern | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
             try:
-                compiled = re.compile(re2_to_python(self.value), re.DOTALL)
-            except re.error as exc:
+                compiled = compile_regex(self.value)
+            except RegexError as exc:
                 raise ValueError(f"invalid regular expression {self.value!r}: {exc}") from None
             object.__setattr__(self, "_regex", compiled)
 

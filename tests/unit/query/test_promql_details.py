@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from rtpm.errors import QueryError
-from rtpm.model.labels import Matcher, MatchType, make_labels, re2_to_python
+from rtpm.model.labels import Matcher, MatchType, make_labels
+from rtpm.model.regex import RegexError, compile_regex, re2_to_python
 from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.jsonfmt import render
@@ -35,11 +36,31 @@ T = "t"
     ],
 )
 def test_re2_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
-    rx = re.compile(re2_to_python(pattern), re.DOTALL)
-    assert all(rx.fullmatch(s) for s in yes)
-    assert not any(rx.fullmatch(s) for s in no)
+    for rx in (compile_regex(pattern), re.compile(re2_to_python(pattern), re.DOTALL)):  # RE2, and the fallback
+        assert all(rx.fullmatch(s) for s in yes)
+        assert not any(rx.fullmatch(s) for s in no)
     m = Matcher("l", MatchType.REGEX, pattern)
     assert m.matches(yes[0]) and not m.matches(no[0])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        ("\\p{L}+", ["héllo", "Ωμέγα"], ["a1"]),
+        ("\\Qa.b\\E.*", ["a.b", "a.bc"], ["axb"]),
+        (".*", ["a\nb"], []),  # . matches a newline, as in Prometheus's (?s) matchers
+    ],
+)
+def test_re2_only_syntax(pattern: str, yes: list[str], no: list[str]) -> None:
+    m = Matcher("l", MatchType.REGEX, pattern)
+    assert all(m.matches(s) for s in yes) and not any(m.matches(s) for s in no)
+
+
+def test_a_bad_pattern_is_a_regex_error() -> None:
+    with pytest.raises(RegexError, match="missing"):
+        compile_regex("(")
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        Matcher("l", MatchType.REGEX, "(")
 
 
 def test_drop_name_drops_type_and_unit() -> None:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import numpy as np
 
 from rtpm.errors import QueryError
-from rtpm.model.labels import METRIC_NAME, Labels, is_valid_label_name, re2_to_python
+from rtpm.model.labels import METRIC_NAME, Labels, is_valid_label_name
+from rtpm.model.regex import Match, RegexError, compile_regex
 from rtpm.query.promql.values import F64, Vector, drop_name
 
 VECTOR_MATH: dict[str, Callable[[F64], F64]] = {
@@ -98,14 +99,14 @@ def date_fn(name: str, vec: Vector) -> Vector:
 _TEMPLATE = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def _expand(template: str, m: re.Match[str]) -> str:
+def _expand(template: str, m: Match, groups: int) -> str:
     def sub(t: re.Match[str]) -> str:
         name = t.group(1) or t.group(2)
         if name is None:
             return "$"
         if name.isdigit():
             i = int(name)
-            return (m.group(i) or "") if i <= (m.re.groups or 0) else ""
+            return (m.group(i) or "") if i <= groups else ""
         try:
             return m.group(name) or ""
         except IndexError:
@@ -125,15 +126,15 @@ def _set(labels: Labels, name: str, value: str) -> Labels:
 
 def label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
     try:
-        rx = re.compile(re2_to_python(regex), re.DOTALL)
-    except re.error as exc:
+        rx = compile_regex(regex)
+    except RegexError as exc:
         raise QueryError(f"invalid regular expression in label_replace(): {regex}: {exc}") from None
     if not is_valid_label_name(dst) and dst != METRIC_NAME:
         raise QueryError(f"invalid destination label name in label_replace(): {dst}")
     out = []
     for lb in vec.labels:
         m = rx.fullmatch(dict(lb).get(src, ""))
-        out.append(_set(lb, dst, _expand(repl, m)) if m else lb)
+        out.append(_set(lb, dst, _expand(repl, m, rx.groups)) if m else lb)
     return Vector(out, vec.values, vec.present)
 
 
