@@ -476,8 +476,14 @@ def detect_reset(curr: Histogram, prev: Histogram) -> bool:
 # -- estimates ---------------------------------------------------------------------------------
 
 
-def quantile(q: float, h: Histogram) -> float:
-    """Prometheus's HistogramQuantile (native histograms)."""
+QUANTILE_NAN_RESULT = "input to histogram_quantile has NaN observations, result is NaN"
+QUANTILE_NAN_SKEW = "input to histogram_quantile has NaN observations, result is skewed higher"
+FRACTION_NANS = "input to histogram_fraction has NaN observations, which are excluded from all fractions"
+
+
+def quantile(q: float, h: Histogram, notes: list[str] | None = None) -> float:
+    """Prometheus's HistogramQuantile (native histograms). `notes` receives the annotations
+    Prometheus gives (NaN observations)."""
     if q < 0:
         return -math.inf
     if q > 1:
@@ -513,8 +519,12 @@ def quantile(q: float, h: Histogram) -> float:
     count = min(count, h.count)
     if count < rank:
         if h.sum != h.sum:
+            if notes is not None:
+                notes.append(QUANTILE_NAN_RESULT)
             return math.nan
         return upper
+    if h.sum != h.sum and notes is not None and sum(b.count for b in h.buckets()) < h.count:
+        notes.append(QUANTILE_NAN_SKEW)
     if forward:
         rank -= count - bucket.count
     else:
@@ -540,7 +550,7 @@ def _fraction_below(b: Bucket, lower: float, upper: float, v: float, linear: boo
     return 1 - ((log_v - log_upper) / (log_lower - log_upper))
 
 
-def fraction(lo: float, hi: float, h: Histogram) -> float:
+def fraction(lo: float, hi: float, h: Histogram, notes: list[str] | None = None) -> float:
     """Prometheus's HistogramFraction: the estimated share of observations in [lo, hi]."""
     if h.count == 0 or lo != lo or hi != hi:
         return math.nan
@@ -585,6 +595,8 @@ def fraction(lo: float, hi: float, h: Histogram) -> float:
     count = h.count
     if h.sum != h.sum:
         count = sum(b.count for b in h.buckets())
+        if count < h.count and notes is not None:
+            notes.append(FRACTION_NANS)
     if not lower_set or lower_rank > count:
         lower_rank = count
     if not upper_set or upper_rank > count:

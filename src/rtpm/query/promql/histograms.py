@@ -313,7 +313,10 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
     if name == "histogram_fraction":
         lo, hi, vec = args[0], args[1], args[2]
         assert isinstance(lo, Scalar) and isinstance(hi, Scalar) and isinstance(vec, Vector)
-        native = _simple(vec, None, t, lambda h, j: hm.fraction(float(lo.values[j]), float(hi.values[j]), h))
+        notes: list[str] = []
+        native = _simple(vec, None, t, lambda h, j: hm.fraction(float(lo.values[j]), float(hi.values[j]), h, notes))
+        for note in dict.fromkeys(notes):
+            warn(q, f"PromQL info: {note}")
         return _concat(_classic_fraction(lo.values, hi.values, floats_only(vec)), native)  # type: ignore[arg-type]
     if name == "histogram_quantiles":
         return _quantiles(args, t, q)
@@ -328,7 +331,10 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
         from rtpm.query.promql import functions as f
 
         classic = f.histogram_quantile(qs.values, floats_only(vec))  # type: ignore[arg-type]
-        native = _simple(vec, None, t, lambda h, j: hm.quantile(float(qs.values[j]), h))
+        notes = []
+        native = _simple(vec, None, t, lambda h, j: hm.quantile(float(qs.values[j]), h, notes))
+        for note in dict.fromkeys(notes):
+            warn(q, f"PromQL info: {note}")
         return _concat(classic, native)
     rv = args[0]
     if not isinstance(rv, RangeVec) or rv.hvals is None:
