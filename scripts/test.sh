@@ -2,7 +2,9 @@
 # Install everything the tests need and run the whole suite, PostgreSQL and Redis included.
 #   ./scripts/test.sh                 everything
 #   ./scripts/test.sh -m "not integration"   the quick inner loop (no servers, no subprocesses)
-# Extra arguments go to pytest.
+# Extra arguments go to pytest. Tests run in RTPM_TEST_WORKERS processes (default 2, pytest-xdist,
+# one test file per process at a time; 0 runs them in this process): most tests wait on servers
+# they started, so two processes overlap the waiting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +36,8 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 "$VENV/bin/ruff" check src tests bench
 "$VENV/bin/ruff" format --check --quiet src tests bench
-exec "$VENV/bin/python" -m pytest "$@"
+workers="${RTPM_TEST_WORKERS:-2}"
+if [ "$workers" = 0 ]; then
+  exec "$VENV/bin/python" -m pytest "$@"
+fi
+exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadfile "$@"

@@ -20,6 +20,20 @@ from tests._server import RtpmServer
 
 PG_DSN = os.environ.get("RTPM_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTPM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _per_worker_redis(url: str) -> str:
+    """Under pytest-xdist each worker gets its own Redis database (15, 14, ... from the given
+    one down), so that rate-limit counters and Celery queues of tests running side by side
+    never meet."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - int(worker[2:])) % 16}"
+
+
+REDIS_URL = _per_worker_redis(REDIS_URL)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
