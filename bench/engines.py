@@ -144,7 +144,7 @@ def run_one(args: argparse.Namespace, backend: str, engine: str) -> dict[str, ob
         assert server.proc is not None
         # warm the pool so the backends exist before counting
         ingest = [sys.executable, str(ROOT / "bench/ingest.py"), "--url", f"http://127.0.0.1:{args.port}"]
-        ingest += ["--format", "remote-write", "--batch", str(args.batch), "--clients", str(args.clients)]
+        ingest += ["--format", args.format, "--batch", str(args.batch), "--clients", str(args.clients)]
         ingest += ["--series", str(args.series), "--token", key, "--from-now"]
         subprocess.run([*ingest, "--samples", str(args.batch * 8)], check=True, capture_output=True)
         srv = psutil.Process(server.proc.pid)
@@ -170,6 +170,7 @@ def run_one(args: argparse.Namespace, backend: str, engine: str) -> dict[str, ob
         result: dict[str, object] = {
             "backend": backend,
             "engine": engine,
+            "format": args.format,
             "samples": stored,
             "samples_per_s": round(stored / seconds),
             "server_cpu_s_per_M": round(server_cpu / stored * 1e6, 2),
@@ -194,6 +195,7 @@ def run_one(args: argparse.Namespace, backend: str, engine: str) -> dict[str, ob
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=2_000_000)
+    ap.add_argument("--format", default="remote-write", help="bench/ingest.py's --format (json, influx, otlp)")
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--series", type=int, default=10_000)
