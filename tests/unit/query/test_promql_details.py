@@ -17,7 +17,7 @@ from rtpm.model.regex import RegexError, compile_regex, re2_to_python
 from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.jsonfmt import render
-from rtpm.query.promql.values import drop_name
+from rtpm.query.promql.values import Vector, drop_name
 from rtpm.storage.sqlite import SqliteStorage
 
 T = "t"
@@ -84,6 +84,8 @@ def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     b = WriteBatch(T)
     for i, v in enumerate([5, 1, 9, 3]):
         b.add(make_labels("m", {"i": str(i)}), 0, float(v))
+    b.add(make_labels("n", {"i": "0"}), 0, 7.0)  # the same labels as m{i="0"} once the name is dropped
+    b.add(make_labels("typed", {"i": "0", "__type__": "gauge", "__unit__": "bytes"}), 0, 10.0)
     loop.run_until_complete(s.write([b]))
     yield Engine(s)
     loop.run_until_complete(s.close())
@@ -96,6 +98,7 @@ def order(loop: asyncio.AbstractEventLoop, engine: Engine, q: str) -> list[str]:
 
 def test_topk_and_bottomk_answer_in_rank_order(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
     assert order(loop, engine, "topk(3, m)") == ["2", "0", "3"]
+    assert order(loop, engine, 'topk(1, {__name__=~"m|n"})') == ["2"]
     assert order(loop, engine, "bottomk(2, m)") == ["1", "3"]
 
 
@@ -104,3 +107,19 @@ def test_a_nan_parameter_is_an_error(loop: asyncio.AbstractEventLoop, engine: En
         loop.run_until_complete(engine.instant(T, "topk(NaN, m)", 0))
     with pytest.raises(QueryError, match="Ratio value is NaN"):
         loop.run_until_complete(engine.instant(T, "limit_ratio(NaN, m)", 0))
+
+
+def test_negation_that_makes_two_series_one_is_an_error(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    with pytest.raises(QueryError, match="same labelset"):
+        loop.run_until_complete(engine.instant(T, '-{__name__=~"m|n"}', 0))
+
+
+def test_absent_takes_no_value_from_a_label_matched_twice(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    r = loop.run_until_complete(engine.instant(T, 'absent(nope{job="a", job=~"b", foo="bar"})', 0)).value
+    assert isinstance(r, Vector) and r.labels == [(("foo", "bar"),)]
+
+
+def test_type_and_unit_labels_are_not_matched_on(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    assert order(loop, engine, "typed + on() group_left vector(1)") == ["0"]
+    got = loop.run_until_complete(engine.instant(T, 'typed / ignoring(x) m{i="0"}', 0)).value
+    assert isinstance(got, Vector) and got.labels == [(("i", "0"),)]

@@ -60,12 +60,16 @@ def vector_scalar(op: str, vec: Vector, sc: Scalar, scalar_left: bool, return_bo
     return Vector(list(labels), np.broadcast_to(values, v.shape).copy(), present)
 
 
+# The metric's name and, when senders send them, its type and unit: never part of a match.
+_IDENTITY = frozenset({METRIC_NAME, "__type__", "__unit__"})
+
+
 def signature(labels: Labels, on: bool, names: list[str]) -> Labels:
     if on:
         keep = set(names)
         return tuple(p for p in labels if p[0] in keep)
     drop = set(names)
-    drop.add(METRIC_NAME)
+    drop.update(_IDENTITY)
     return tuple(p for p in labels if p[0] not in drop)
 
 
@@ -220,7 +224,8 @@ def _result_labels(
 ) -> Labels:
     d = dict(many)
     if drop:
-        d.pop(METRIC_NAME, None)
+        for k in _IDENTITY:
+            d.pop(k, None)
     if card == "one-to-one":
         if on:
             keep = set(names)

@@ -26,11 +26,13 @@ def _absent_labels(node: a.Node) -> Labels:
     if not isinstance(sel, a.VectorSel):
         return ()
     seen: dict[str, str] = {}
+    named: set[str] = set()
     dup: set[str] = set()
     for m in sel.matchers:
+        if m.name in named:  # a label with two matchers of any kind gives absent() no value
+            dup.add(m.name)
+        named.add(m.name)
         if m.type is MatchType.EQUAL and m.name != METRIC_NAME:
-            if m.name in seen:
-                dup.add(m.name)
             seen[m.name] = m.value
     return tuple(sorted((k, v) for k, v in seen.items() if k not in dup and v != ""))
 

@@ -298,7 +298,8 @@ def _eval(node: a.Node, steps: I64, q: _Query) -> Value:
         if isinstance(v, Scalar):
             return Scalar(-v.values)
         assert isinstance(v, Vector)
-        return Vector([drop_name(lb) for lb in v.labels], -v.values, v.present)
+        # dropping the name can make two series one: merged when they never meet, an error when they do
+        return dedupe(Vector([drop_name(lb) for lb in v.labels], -v.values, v.present))
     if isinstance(node, a.Binary):
         return _binary(node, steps, q)
     if isinstance(node, a.Aggregate):
