@@ -252,10 +252,17 @@ def _leader(servers: list[RtpmServer]) -> RtpmServer:
     return found
 
 
+@pytest.mark.parametrize("engine", ["rows", "head"])  # head: the samples reach the leader through the WAL
 def test_two_processes_on_postgres_notify_once_and_survive_leader_death(
-    server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver, pg_dsn: str, pg_schema: str
+    server_factory: Callable[..., RtpmServer], webhook: WebhookReceiver, pg_dsn: str, pg_schema: str, engine: str
 ) -> None:
-    env = alerting_env(webhook, RTPM_DATABASE_URL=pg_dsn, RTPM_DATABASE_SCHEMA=pg_schema, RTPM_LOG_FORMAT="json")
+    env = alerting_env(
+        webhook,
+        RTPM_DATABASE_URL=pg_dsn,
+        RTPM_DATABASE_SCHEMA=pg_schema,
+        RTPM_LOG_FORMAT="json",
+        RTPM_STORAGE_ENGINE=engine,
+    )
     a = server_factory(env=env)
     b = server_factory(env=env)
     with (

@@ -64,9 +64,9 @@ def test_two_servers_on_one_postgres_read_each_others_writes(
             assert _seed(c, "a", now) == [1.0, 42.0]
 
 
-# PostgreSQL only, to keep the suite's time: its write path has the most parts (series in their own
-# transaction, the WAL lock, encoding before it); SQLite's record commits in the samples' transaction.
-@pytest.mark.parametrize("backend", ["postgres"])
+# Both backends: PostgreSQL's write path has the most parts (series in their own transaction, the
+# WAL lock, encoding before it); SQLite's record commits in the samples' transaction.
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
 def test_acknowledged_samples_survive_sigkill_with_the_head_engine(
     server_factory: Callable[..., RtpmServer], backend_env: dict[str, str]
 ) -> None:

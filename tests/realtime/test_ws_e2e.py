@@ -18,11 +18,13 @@ from tests.realtime._helpers import recv_json, recv_until, series_values, subscr
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtpmServer]:
-    """One server for the module (each test uses its own metric names)."""
+@pytest.fixture(scope="module", params=["rows", "head"])
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[RtpmServer]:
+    """One server per storage engine for the module (each test uses its own metric names): live
+    delivery is the same whichever engine commits the samples."""
     tmp: Path = tmp_path_factory.mktemp("ws-e2e")
-    srv = RtpmServer(env={"RTPM_DATA_DIR": str(tmp / "data")}, log_path=tmp / "server.log")
+    env = {"RTPM_DATA_DIR": str(tmp / "data"), "RTPM_STORAGE_ENGINE": request.param}
+    srv = RtpmServer(env=env, log_path=tmp / "server.log")
     srv.start()
     yield srv
     srv.stop()
