@@ -677,6 +677,20 @@ def _annotations_ok(kind: str, want: list[tuple[str, str | None]], none: bool, g
     return None
 
 
+def _series_diff(want: dict[Any, Any], got: dict[Any, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when the expected and answered series differ, else None."""
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    if not missing and not extra:
+        return None
+    det = ""
+    if missing:
+        det += "missing " + ", ".join(_fmt(dict(k)) for k in missing[:3])
+    if extra:
+        det += (" ; " if det else "") + "extra " + ", ".join(_fmt(dict(k)) for k in extra[:3])
+    return ("missing series" if missing else "extra series"), det
+
+
 def _compare(ev: Eval, data: dict[str, Any]) -> tuple[str, str] | None:
     """None when the answer matches, else (reason, detail)."""
     rtype, result = data["resultType"], data["result"]
@@ -701,15 +715,9 @@ def _compare(ev: Eval, data: dict[str, Any]) -> tuple[str, str] | None:
         if len(got) != len(result):
             return "duplicate series", ""
         want = {_key(s.labels): s for s in ev.expected}
-        missing = [k for k in want if k not in got]
-        extra = [k for k in got if k not in want]
-        if missing or extra:
-            det = ""
-            if missing:
-                det += "missing " + ", ".join(_fmt(dict(k)) for k in missing[:3])
-            if extra:
-                det += (" ; " if det else "") + "extra " + ", ".join(_fmt(dict(k)) for k in extra[:3])
-            return ("missing series" if missing else "extra series"), det
+        diff = _series_diff(want, got)
+        if diff:
+            return diff
         for k, s in want.items():
             g = got[k]
             exp = s.points[0] if s.points else None
@@ -739,15 +747,9 @@ def _compare(ev: Eval, data: dict[str, Any]) -> tuple[str, str] | None:
     stamps = list(range(start, end + 1, step)) if step > 0 else [start]
     got = {_key(s["metric"]): s for s in result}
     want = {_key(s.labels): s for s in ev.expected}
-    missing = [k for k in want if k not in got]
-    extra = [k for k in got if k not in want]
-    if missing or extra:
-        det = ""
-        if missing:
-            det += "missing " + ", ".join(_fmt(dict(k)) for k in missing[:3])
-        if extra:
-            det += (" ; " if det else "") + "extra " + ", ".join(_fmt(dict(k)) for k in extra[:3])
-        return ("missing series" if missing else "extra series"), det
+    diff = _series_diff(want, got)
+    if diff:
+        return diff
     for k, s in want.items():
         if any(isinstance(p, Hist) for p in s.points):
             exp_h = {stamps[i]: p for i, p in enumerate(s.points) if isinstance(p, Hist) and i < len(stamps)}

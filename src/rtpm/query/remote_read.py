@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError, LimitExceeded, TooManySamples
 from rtpm.ingest.proto import ChunkedReadResponse, ReadRequest
+from rtpm.ingest.remote_write import varint
 from rtpm.model.labels import Labels, Matcher, MatchType
 from rtpm.model.samples import Series
 from rtpm.query.xor_chunk import MAX_SAMPLES_PER_CHUNK, encode_xor
@@ -121,17 +122,8 @@ def _over_budget(limit: int, index: int) -> LimitExceeded:
 # ---- SAMPLES --------------------------------------------------------------------------------
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _uvarint(len(payload)) + payload
+    return bytes((tag,)) + varint(len(payload)) + payload
 
 
 def _labels_fields(labels: Labels) -> bytes:
@@ -181,7 +173,7 @@ def encode_read_response(results: Sequence[Sequence[Series]]) -> bytes:
 
 def frame(message: bytes) -> bytes:
     """One frame of the stream: uvarint length, big-endian CRC-32C of the message, the message."""
-    return _uvarint(len(message)) + crc32c.crc32c(message).to_bytes(4, "big") + message
+    return varint(len(message)) + crc32c.crc32c(message).to_bytes(4, "big") + message
 
 
 def read_frames(data: bytes) -> list[bytes]:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rtpm.errors import BadDataError
+from rtpm.ingest.remote_write import varint
 
 MAX_SAMPLES_PER_CHUNK = 120  # what Prometheus's head aims for; any count below 2**16 is valid
 
@@ -42,18 +43,9 @@ def bits_float(b: int) -> float:
     return float(_DOUBLE.unpack(_UINT64.pack(b))[0])
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _varint(n: int) -> bytes:
     """Go's binary.PutVarint: zig-zag, then an unsigned varint."""
-    return _uvarint(((n << 1) ^ (n >> 63)) & _U64)
+    return varint(((n << 1) ^ (n >> 63)) & _U64)
 
 
 def _zeros(x: np.ndarray) -> tuple[list[int], list[int]]:
@@ -96,7 +88,7 @@ def encode_xor(ts_ms: Sequence[int], value_bits: Sequence[int]) -> bytes:
         if delta < 0:
             raise ValueError(f"timestamps must increase: {t} after {t_prev}")
         if i == 1:
-            second = _uvarint(delta)
+            second = varint(delta)
             acc = acc << (8 * len(second)) | int.from_bytes(second, "big")
             nbits += 8 * len(second)
         else:

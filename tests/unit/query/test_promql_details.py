@@ -18,7 +18,7 @@ from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.jsonfmt import render
 from rtpm.query.promql.values import Vector, drop_name
-from rtpm.storage.sqlite import SqliteStorage
+from tests.unit.query.conftest import sqlite_engine
 
 T = "t"
 
@@ -71,24 +71,14 @@ def test_drop_name_drops_type_and_unit() -> None:
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
-    s = SqliteStorage(tmp_path / "q.db")
-    loop.run_until_complete(s.open())
     b = WriteBatch(T)
     for i, v in enumerate([5, 1, 9, 3]):
         b.add(make_labels("m", {"i": str(i)}), 0, float(v))
     b.add(make_labels("n", {"i": "0"}), 0, 7.0)  # the same labels as m{i="0"} once the name is dropped
     b.add(make_labels("typed", {"i": "0", "__type__": "gauge", "__unit__": "bytes"}), 0, 10.0)
-    loop.run_until_complete(s.write([b]))
-    yield Engine(s)
-    loop.run_until_complete(s.close())
+    with sqlite_engine(tmp_path / "q.db", loop, b) as engine:
+        yield engine
 
 
 def order(loop: asyncio.AbstractEventLoop, engine: Engine, q: str) -> list[str]:

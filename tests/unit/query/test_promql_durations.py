@@ -16,7 +16,7 @@ from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.durations import fold
 from rtpm.query.promql.engine import Engine, Result
 from rtpm.query.promql.values import Scalar, Vector
-from rtpm.storage.sqlite import SqliteStorage
+from tests.unit.query.conftest import sqlite_engine
 
 T = "t"
 
@@ -56,24 +56,14 @@ def test_fold_refuses_what_is_not_a_duration() -> None:
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
-    s = SqliteStorage(tmp_path / "q.db")
-    loop.run_until_complete(s.open())
     b = WriteBatch(T)
     for k, v in enumerate([1, 2, 3, 0, 5, 6, 2, 1, 4]):  # promqltest: load 10s53ms
         b.add(make_labels("metric"), k * 10_053, float(v))
     for k in range(11):  # load 4m: 60+240x10
         b.add(make_labels("zc", {"start": "1m"}), k * 240_000, 60.0 + 240 * k)
-    loop.run_until_complete(s.write([b]))
-    yield Engine(s)
-    loop.run_until_complete(s.close())
+    with sqlite_engine(tmp_path / "q.db", loop, b) as engine:
+        yield engine
 
 
 def instant(loop: asyncio.AbstractEventLoop, engine: Engine, q: str, t_ms: int) -> Result:

@@ -21,13 +21,6 @@ T = "t"
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def storage(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[SqliteStorage]:
     s = SqliteStorage(tmp_path / "q.db")
     loop.run_until_complete(s.open())

@@ -14,22 +14,13 @@ from rtpm.model.labels import make_labels
 from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.values import Vector
-from rtpm.storage.sqlite import SqliteStorage
+from tests.unit.query.conftest import sqlite_engine
 
 T = "t"
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
-    s = SqliteStorage(tmp_path / "q.db")
-    loop.run_until_complete(s.open())
     b = WriteBatch(T)
     for name, label, v in [("l", "a", 10), ("l", "b", 20), ("l", "c", 30), ("r", "a", 100), ("r", "b", 200)]:
         b.add(make_labels(name, {"label": label}), 0, float(v))
@@ -41,9 +32,8 @@ def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
         b.add(make_labels("req", {"method": method, "status": status}), 0, float(v))
     for status, v in [("200", 1000), ("404", 500), ("500", 50)]:
         b.add(make_labels("lim", {"status": status}), 0, float(v))
-    loop.run_until_complete(s.write([b]))
-    yield Engine(s)
-    loop.run_until_complete(s.close())
+    with sqlite_engine(tmp_path / "q.db", loop, b) as engine:
+        yield engine
 
 
 def at0(loop: asyncio.AbstractEventLoop, engine: Engine, q: str) -> dict[str, float]:

@@ -14,23 +14,14 @@ from rtpm.model.labels import make_labels
 from rtpm.model.samples import STALE_NAN, WriteBatch
 from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.values import Vector
-from rtpm.storage.sqlite import SqliteStorage
+from tests.unit.query.conftest import sqlite_engine
 
 T = "t"
 M = 300_000  # the samples' interval
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
-    s = SqliteStorage(tmp_path / "q.db")
-    loop.run_until_complete(s.open())
     b = WriteBatch(T)
     for k in range(3):
         b.add(make_labels("metric", {"instance": "a", "job": "1", "label": "value"}), k * M, float(k))
@@ -41,9 +32,8 @@ def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     for k, v in enumerate([1.0, 1.0, STALE_NAN]):
         b.add(info, k * M, v)
     b.add(make_labels("target_info", {"instance": "a", "job": "1", "data": "new", "region": "eu"}), 2 * M, 1.0)
-    loop.run_until_complete(s.write([b]))
-    yield Engine(s)
-    loop.run_until_complete(s.close())
+    with sqlite_engine(tmp_path / "q.db", loop, b) as engine:
+        yield engine
 
 
 def series(loop: asyncio.AbstractEventLoop, engine: Engine, q: str) -> dict[str, list[float | None]]:

@@ -34,13 +34,6 @@ DATA: dict[str, list[list[float]]] = {
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     s = SqliteStorage(tmp_path / "n.db")
     loop.run_until_complete(s.open())

@@ -213,7 +213,8 @@ def _at(a: Any) -> At | None:
     return At("at", ms)
 
 
-def _selector(vs: Any) -> VectorSel:
+def _matchers(vs: Any) -> list[Matcher]:
+    """A parsed selector's name and label matchers as RTPM's Matchers."""
     if vs.matchers.or_matchers:
         raise QueryParseError("invalid parameter \"query\": 'or' inside label matchers is not PromQL")
     matchers: list[Matcher] = []
@@ -224,6 +225,11 @@ def _selector(vs: Any) -> VectorSel:
             matchers.append(Matcher(m.name, _lookup(_MATCH_OPS, m.op), m.value))
         except ValueError as exc:
             raise QueryParseError(f'invalid parameter "query": {exc}') from None
+    return matchers
+
+
+def _selector(vs: Any) -> VectorSel:
+    matchers = _matchers(vs)
     if all(m.matches_empty() for m in matchers):
         raise QueryParseError(
             f'invalid parameter "query": parse error: vector selector must contain at least one non-empty matcher: {vs}'
@@ -241,13 +247,7 @@ def _info(e: Any) -> Info:
             raise QueryParseError(
                 'invalid parameter "query": parse error: the second argument of info() must be label matchers {...}'
             )
-        if sel.name:
-            given.append(Matcher(METRIC_NAME, MatchType.EQUAL, sel.name))
-        for m in sel.matchers.matchers:
-            try:
-                given.append(Matcher(m.name, _lookup(_MATCH_OPS, m.op), m.value))
-            except ValueError as exc:
-                raise QueryParseError(f'invalid parameter "query": {exc}') from None
+        given = _matchers(sel)  # all may match "" here: they filter, the info metric is chosen by name
     select, names, data = info_selection(given)
     expr = convert(e.args[0])
     if expr.type != "vector":

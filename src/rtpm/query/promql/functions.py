@@ -208,7 +208,9 @@ def _bucket_quantile(q: float, bounds: F64, counts: F64) -> float:
     return start + (end - start) * (rank / count)
 
 
-def histogram_quantile(q: F64, vec: Vector) -> Vector:
+def classic_buckets(vec: Vector) -> dict[Labels, list[tuple[float, int]]]:
+    """The rows of classic histogram buckets by histogram (labels without `le` and the name):
+    (upper bound, row) per bucket; rows without a numeric `le` are left out."""
     groups: dict[Labels, list[tuple[float, int]]] = {}
     for i, lb in enumerate(vec.labels):
         d = dict(lb)
@@ -221,6 +223,11 @@ def histogram_quantile(q: F64, vec: Vector) -> Vector:
             continue
         d.pop(METRIC_NAME, None)
         groups.setdefault(tuple(sorted(d.items())), []).append((bound, i))
+    return groups
+
+
+def histogram_quantile(q: F64, vec: Vector) -> Vector:
+    groups = classic_buckets(vec)
     steps = vec.values.shape[1]
     labels: list[Labels] = []
     values = np.full((len(groups), steps), np.nan)

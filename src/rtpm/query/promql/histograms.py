@@ -411,18 +411,9 @@ def _keep_rows(name: str, args: list[Value]) -> Vector:
 def _classic_fraction(lo: np.ndarray, hi: np.ndarray, vec: Vector) -> Vector:
     """histogram_fraction over classic `le` buckets (Prometheus's BucketFraction): linear
     interpolation within a bucket, the first bucket starting at 0 unless its bound is <= 0."""
-    groups: dict[Labels, list[tuple[float, int]]] = {}
-    for i, lb in enumerate(vec.labels):
-        d = dict(lb)
-        le = d.pop("le", None)
-        if le is None:
-            continue
-        try:
-            bound = float(le)
-        except ValueError:
-            continue
-        d.pop(METRIC_NAME, None)
-        groups.setdefault(tuple(sorted(d.items())), []).append((bound, i))
+    from rtpm.query.promql import functions as f
+
+    groups = f.classic_buckets(vec)
     t = vec.values.shape[1]
     labels = list(groups)
     values = np.full((len(labels), t), np.nan)
