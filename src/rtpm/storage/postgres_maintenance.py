@@ -157,7 +157,7 @@ class PostgresMaintenance:
         """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
         the WAL records wholly below it, in one transaction under the WAL lock (no WAL record
         commits meanwhile, so the head, caught up inside it, holds every sample committed below)."""
-        from rtpm.storage import wal
+        from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows, windows_of
         from rtpm.storage.postgres import _WAL_LOCK
 
@@ -201,8 +201,17 @@ class PostgresMaintenance:
                     [e[2].ts_data for e in encoded],
                     [e[2].value_data for e in encoded],
                 )
+            _faults.reached("cut:after_chunks")
             await conn.execute("UPDATE maintenance_state SET value = $1 WHERE name = $2", cutoff_ms, HEAD_CUT)
+            if _faults.armed("cut:mid_truncate"):
+                await conn.execute(
+                    "DELETE FROM wal_records WHERE id IN (SELECT id FROM wal_records WHERE max_ts < $1 ORDER BY id "
+                    "LIMIT (SELECT COUNT(*) / 2 FROM wal_records WHERE max_ts < $1))",
+                    cutoff_ms,
+                )
+                _faults.reached("cut:mid_truncate")
             await conn.execute("DELETE FROM wal_records WHERE max_ts < $1", cutoff_ms)
+        _faults.reached("cut:after_commit")
         head.set_floor(cutoff_ms)
         return len(encoded), len(ts)
 

@@ -176,7 +176,7 @@ class SqliteMaintenance:
         """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
         the WAL records wholly below it, in one transaction (BEGIN IMMEDIATE: no write commits
         meanwhile, so the head, caught up inside it, holds every sample committed below)."""
-        from rtpm.storage import wal
+        from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows
         from rtpm.storage.sqlite import _cut_until
 
@@ -211,13 +211,22 @@ class SqliteMaintenance:
                     "ts_data = excluded.ts_data, value_data = excluded.value_data",
                     [(sid, w, c.min_ts, c.max_ts, c.count, c.ts_data, c.value_data) for sid, w, c in encoded],
                 )
+                _faults.reached("cut:after_chunks")
                 conn.execute("UPDATE maintenance_state SET value = ? WHERE name = ?", (cutoff_ms, HEAD_CUT))
+                if _faults.armed("cut:mid_truncate"):
+                    conn.execute(
+                        "DELETE FROM wal_records WHERE id IN (SELECT id FROM wal_records WHERE max_ts < ?1 "
+                        "ORDER BY id LIMIT (SELECT COUNT(*) / 2 FROM wal_records WHERE max_ts < ?1))",
+                        (cutoff_ms,),
+                    )
+                    _faults.reached("cut:mid_truncate")
                 conn.execute("DELETE FROM wal_records WHERE max_ts < ?", (cutoff_ms,))
             return len(encoded), len(ts)
 
         done = await self._s._write(run)
         if done is None:
             return 0, 0
+        _faults.reached("cut:after_commit")
         head.set_floor(cutoff_ms)
         return done
 
