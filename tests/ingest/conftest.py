@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rtpm.api.app import create_app
+from rtpm.ingest import remote_write
 from rtpm.model.labels import Labels, Matcher, MatchType
 from rtpm.model.samples import MetricMetadata
 from rtpm.settings import LimitsSettings, Settings
@@ -83,3 +84,13 @@ def pusher(pusher_factory: Callable[..., Pusher]) -> Pusher:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@pytest.fixture(params=["native", "pure"])
+def rw_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test over both remote write 1.0 decoder paths (the module flag every decoder made
+    without `native=` follows); the native one is skipped where the C extension was not built."""
+    if request.param == "native" and remote_write.native_module() is None:
+        pytest.skip("rtpm.ingest._rwdecode was not built (no C compiler)")
+    monkeypatch.setattr(remote_write, "NATIVE", request.param == "native")
+    return str(request.param)

@@ -15,6 +15,9 @@ from rtpm.ingest.remote_write import varint
 from rtpm.model.samples import STALE_NAN, MetricType, WriteBatch, is_stale_nan
 from tests.ingest.conftest import Pusher, now_ms
 
+# Every test runs over the native and the pure-Python decoder paths.
+pytestmark = pytest.mark.usefixtures("rw_path")
+
 HEADERS = {
     "Content-Type": "application/x-protobuf",
     "Content-Encoding": "snappy",

@@ -27,6 +27,9 @@ from rtpm.settings import Settings
 from rtpm.storage.histograms import EXEMPLARS_PER_SERIES
 from tests._auth import grant
 
+# Every test runs over the native and the pure-Python decoder paths.
+pytestmark = pytest.mark.usefixtures("rw_path")
+
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 NOW = (int(time.time() * 1000) // 1000) * 1000 - 60_000
 OLD = NOW - 1_800_000  # the retention test's samples, half an hour before the others

@@ -18,6 +18,9 @@ from rtpm.model.labels import make_labels
 from rtpm.model.samples import STALE_NAN, WriteBatch
 from rtpm.settings import LimitsSettings
 
+# Every test runs over the native and the pure-Python decoder paths.
+pytestmark = pytest.mark.usefixtures("rw_path")
+
 LIMITS = LimitsSettings(max_past_seconds=60 * 365 * 86400, max_future_seconds=600)
 NOW = int(time.time() * 1000)
 

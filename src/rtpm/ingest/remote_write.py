@@ -12,12 +12,23 @@ Speed: each TimeSeries is kept as the raw bytes of its encoding, and the decoder
 `cache_size`) the validated Labels of series it has seen, keyed by the canonical encoding of their
 Label fields. A series sent again in the usual layout (its labels, then one sample) costs a look
 at the sample's bytes and one dictionary lookup; any other layout is parsed in full.
+
+Native fast path: when the optional C extension `rtpm.ingest._rwdecode` was built (`pip install`
+builds it where a C compiler is present; see _rwdecode.c), a request of plain TimeSeries is read
+by hand in one call: series whose labels are known (the same keys and dictionaries as above) are
+appended to the batch's columns, every other series is handed back to `_series_of` in request
+order, and requests with anything else at the top level (metadata, unknown fields, a malformed
+body) take the pure path whole. The batch, the refusals and the errors are the pure path's.
+`RTPM_NATIVE=0` in the environment (or `RemoteWriteDecoder(..., native=False)`) turns it off.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import struct
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -46,6 +57,23 @@ _TYPES = {
 }
 
 _DOUBLE = struct.Struct("<d")
+
+
+def _load_native() -> ModuleType | None:
+    try:
+        return importlib.import_module("rtpm.ingest._rwdecode")
+    except ImportError:
+        return None
+
+
+_NATIVE_MODULE = _load_native()
+# Whether decoders made without an explicit `native=` use the C fast path (when it was built).
+NATIVE: bool = os.environ.get("RTPM_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def native_module() -> ModuleType | None:
+    """The compiled fast path, or None where it was not built (the pure path is then used)."""
+    return _NATIVE_MODULE
 
 
 def parse_write_request(data: bytes) -> Any:
@@ -117,9 +145,11 @@ def _labels_key(items: tuple[bytes, ...]) -> bytes:
 class RemoteWriteDecoder:
     """Decodes WriteRequests; keeps validated series between requests (bounded by `cache_size`)."""
 
-    def __init__(self, validator: Validator, *, cache_size: int = 100_000) -> None:
+    def __init__(self, validator: Validator, *, cache_size: int = 100_000, native: bool | None = None) -> None:
         self.validator = validator
         self.cache_size = cache_size
+        # None: the module's NATIVE flag at each decode; False: always the pure path.
+        self.native = native
         # The canonical encoding of a series' Label fields (see `_labels_key`) -> its Labels.
         self._known: dict[bytes, Labels] = {}
 
@@ -137,7 +167,6 @@ class RemoteWriteDecoder:
     def _decode(
         self, data: bytes, tenant: str, extra_labels: Mapping[str, str] | None, *, partial: bool
     ) -> tuple[WriteBatch, Refused]:
-        req = _parse_raw(data)
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="series", extra_labels=extra_labels)
         # Series validated in earlier requests are reused only when no extra labels apply.
         known = self._known if not extra_labels else {}
@@ -147,6 +176,23 @@ class RemoteWriteDecoder:
         series_list, index = batch.series, batch._index
         refs, ts_col, value_col = batch.refs, batch.ts_ms, batch.values
         ref_of: dict[bytes, int] = {}  # labels key -> the series' index in this batch
+        native = _NATIVE_MODULE if (NATIVE if self.native is None else self.native) else None
+        if native is not None and native.decode(
+            data,
+            known,
+            fresh,
+            index,
+            series_list,
+            refs,
+            ts_col,
+            value_col,
+            lo,
+            hi,
+            b.add,
+            lambda raw, i: self._series_of(b, data, raw, i, known, fresh, ref_of),
+        ):
+            return self._finish(b, fresh, extra_labels, partial=partial)
+        req = _parse_raw(data)
         stamps: dict[bytes, int] = {}  # encoded timestamp varint -> its value (one request's)
         rfind, unpack_double = bytes.rfind, _DOUBLE.unpack_from
         for i, raw in enumerate(req.timeseries):
@@ -194,6 +240,11 @@ class RemoteWriteDecoder:
             self._series_of(b, data, raw, i, known, fresh, ref_of)
         for j, md in enumerate(req.metadata):
             b.metadata(md.metric_family_name, _TYPES.get(md.type, MetricType.UNKNOWN), md.unit, md.help, j)
+        return self._finish(b, fresh, extra_labels, partial=partial)
+
+    def _finish(
+        self, b: BatchBuilder, fresh: dict[bytes, Labels], extra_labels: Mapping[str, str] | None, *, partial: bool
+    ) -> tuple[WriteBatch, Refused]:
         batch = b.finish(partial=partial)
         if fresh and not extra_labels:
             if len(self._known) + len(fresh) > self.cache_size:

@@ -1,0 +1,195 @@
+"""The native remote write 1.0 decoder (rtpm.ingest._rwdecode) gives exactly what the pure-Python
+path gives: the same batch, the same refusals, the same errors, on valid requests and on random
+corruptions of them; and under CI=true it must have been built (no silent fallback)."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtpm.ingest import remote_write
+from rtpm.ingest.proto import WriteRequest
+from rtpm.ingest.proto.histograms import encode_exemplar
+from rtpm.ingest.remote_write import RemoteWriteDecoder
+from rtpm.ingest.validate import Validator
+from rtpm.model.histograms import Exemplar
+from rtpm.model.samples import STALE_NAN
+from rtpm.settings import LimitsSettings
+
+NOW_S = 1_780_000_000.0
+NOW = int(NOW_S * 1000)
+LIMITS = LimitsSettings(max_past_seconds=3600, max_future_seconds=60, max_labels_per_series=6)
+
+needs_native = pytest.mark.skipif(remote_write.native_module() is None, reason="rtpm.ingest._rwdecode not built")
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI must have a C compiler")
+def test_the_native_decoder_was_built_in_ci() -> None:
+    assert remote_write.native_module() is not None, "pip install did not build rtpm.ingest._rwdecode"
+
+
+def test_rtpm_native_0_selects_the_pure_path() -> None:
+    code = "from rtpm.ingest import remote_write as r; print(r.NATIVE)"
+    env = {**os.environ, "RTPM_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def decoders() -> tuple[RemoteWriteDecoder, RemoteWriteDecoder]:
+    def make(native: bool) -> RemoteWriteDecoder:
+        return RemoteWriteDecoder(Validator(LIMITS, clock=lambda: NOW_S), native=native)
+
+    return make(True), make(False)
+
+
+def outcome(decoder: RemoteWriteDecoder, data: bytes, *, partial: bool = True) -> Any:
+    """Everything a decode gives back, comparable between the two paths (values by their bits)."""
+    try:
+        if partial:
+            batch, refused = decoder.decode_partial(data, tenant="t")
+        else:
+            batch, refused = decoder.decode(data, tenant="t"), None
+    except Exception as exc:  # the error itself is what is compared
+        return ("error", type(exc).__name__, str(exc), getattr(exc, "details", None))
+    return (
+        "ok",
+        [batch.series[r] for r in batch.refs],
+        batch.ts_ms,
+        [struct.pack("<d", v) for v in batch.values],
+        sorted(set(batch.series)),
+        [(batch.series[r], t) for r, t in zip(batch.h_refs, batch.h_ts_ms, strict=True)],
+        [(batch.series[r], e) for r, e in zip(batch.ex_refs, batch.exemplars, strict=True)],
+        batch.metadata,
+        None if refused is None else (refused.samples, refused.problems, refused.problem_count, refused.items),
+        sorted(decoder._known.items()),
+    )
+
+
+def request(series: list[tuple[list[tuple[str, str]], list[tuple[int, float]]]]) -> WriteRequest:
+    w = WriteRequest()
+    for labels, samples in series:
+        ts = w.timeseries.add()
+        for k, v in labels:
+            ts.labels.add(name=k, value=v)
+        for t, v in samples:
+            ts.samples.add(timestamp=t, value=v)
+    return w
+
+
+def base_requests() -> list[bytes]:
+    plain = request(
+        [
+            ([("__name__", "up"), ("job", "a")], [(NOW, 1.0)]),
+            ([("__name__", "up"), ("job", "b")], [(NOW, 0.0)]),
+            ([("__name__", "cpu"), ("core", "0"), ("host", "h1")], [(NOW - 2000, 0.5), (NOW - 1000, STALE_NAN)]),
+            ([("job", "c"), ("__name__", "up")], [(NOW - 7_200_000, 3.0), (NOW, 4.0)]),  # one too old
+            ([("__name__", "up"), ("job", "a")], [(NOW + 5, 2.0)]),  # the first series again
+            ([("__name__", "bad-name")], [(NOW, 1.0)]),
+            ([("__name__", "x"), ("v", "\u00e9\u4e2d")], [(NOW, -0.0), (NOW + 3_600_000, 1.0)]),  # one too new
+        ]
+    )
+    with_exemplar = request([([("__name__", "up"), ("job", "a")], [(NOW, 1.0)])])
+    with_exemplar.timeseries[0].exemplars.add().MergeFromString(
+        encode_exemplar(Exemplar((("trace_id", "abc"),), 1.5, NOW))
+    )
+    with_metadata = request([([("__name__", "up"), ("job", "a")], [(NOW, 1.0)])])
+    with_metadata.metadata.add(type=1, metric_family_name="up", help="Up.", unit="")
+    return [m.SerializeToString() for m in (plain, with_exemplar, with_metadata)]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.randrange(5)
+        i = rng.randrange(len(b) + 1) if b else 0
+        if kind == 0 and b:  # change a byte
+            b[min(i, len(b) - 1)] = rng.randrange(256)
+        elif kind == 1:  # insert a byte
+            b.insert(i, rng.randrange(256))
+        elif kind == 2 and b:  # delete a few bytes
+            del b[i : i + rng.randint(1, 4)]
+        elif kind == 3:  # cut the message short
+            del b[i:]
+        else:  # repeat a slice
+            j = rng.randrange(len(b) + 1) if b else 0
+            lo, hi = min(i, j), max(i, j)
+            b[hi:hi] = b[lo:hi]
+    return bytes(b)
+
+
+@needs_native
+def test_native_and_pure_agree_on_valid_requests_first_and_second_time() -> None:
+    native, pure = decoders()
+    for data in base_requests() * 2:
+        for partial in (True, False):
+            assert outcome(native, data, partial=partial) == outcome(pure, data, partial=partial)
+
+
+@needs_native
+def test_native_and_pure_agree_on_thousands_of_corrupted_requests() -> None:
+    rng = random.Random(20261204)
+    bases = base_requests()
+    native, pure = decoders()
+    for data in bases:  # labels known: the mutations reach the fast path
+        outcome(native, data)
+        outcome(pure, data)
+    errors = 0
+    for _ in range(4000):
+        data = mutate(rng, rng.choice(bases))
+        got, want = outcome(native, data), outcome(pure, data)
+        assert got == want, data.hex()
+        errors += got[0] == "error"
+    assert 100 < errors < 3900  # both kinds of outcome were exercised
+
+
+label_text = st.text(alphabet=st.sampled_from("ab_:é0\x10\x12\t\n"), max_size=6)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(["__name__", "a", "b", "__x", ""]), label_text), max_size=4),
+            st.lists(
+                st.tuples(
+                    st.one_of(st.just(NOW), st.integers(0, 2**63 - 1), st.integers(NOW - 4_000_000, NOW + 100_000)),
+                    st.floats(allow_nan=True),
+                ),
+                max_size=3,
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_native_and_pure_agree_on_generated_requests(series: Any) -> None:
+    native, pure = decoders()
+    data = request(series).SerializeToString()
+    for _ in range(2):  # the second time with every valid label set known
+        assert outcome(native, data) == outcome(pure, data)
+
+
+@needs_native
+def test_known_series_in_the_usual_layout_do_not_reach_the_python_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    native, _ = decoders()
+    data = base_requests()[0]
+    native.decode_partial(data, tenant="t")
+    calls: list[int] = []
+    slow = RemoteWriteDecoder._series_of
+
+    def counting(self: RemoteWriteDecoder, *args: Any) -> None:
+        calls.append(args[3])
+        slow(self, *args)
+
+    monkeypatch.setattr(RemoteWriteDecoder, "_series_of", counting)
+    batch, refused = native.decode_partial(data, tenant="t")
+    assert calls == [5]  # only the series whose name is invalid (never remembered) is parsed again
+    assert len(batch) == 7 and refused.samples == {"invalid_series": 1, "too_old": 1, "too_new": 1}
