@@ -10,9 +10,9 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from rtpm.errors import RtpmError
+from rtpm.model.time import to_rfc3339
 from rtpm.security.ratelimit import RateLimiter
 from rtpm.security.scopes import ALL_SCOPES, ROLE_SCOPES
 from rtpm.security.service import AuthService
@@ -21,7 +21,7 @@ from rtpm.settings import RateLimitSettings, Settings
 
 
 def _fmt_ms(ms: int | None) -> str:
-    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "-" if ms is None else to_rfc3339(ms)
 
 
 def _run(settings: Settings, work: Callable[[AuthService], Awaitable[int]]) -> int:

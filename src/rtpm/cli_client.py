@@ -17,20 +17,24 @@ from typing import Any
 
 from rtpm.cli_output import FORMATS, render
 from rtpm.client import DEFAULT_URL, RtpmClient, RtpmClientError
+from rtpm.model.time import parse_duration
 
-_RELATIVE = re.compile(r"^(?:now)?-(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_RELATIVE = re.compile(r"^(?:now)?-([0-9][0-9a-z]*)$")
 
 
 def parse_when(raw: str, *, now: float | None = None) -> str | float:
-    """`now`, `now-15m` / `now-2h` / `-7d` (relative to now), unix seconds, or RFC3339 (passed through)."""
+    """`now`, `now-15m` / `now-1h30m` / `-7d` (now minus a Prometheus duration), unix seconds, or
+    RFC3339 (passed through: the server parses it)."""
     now = time.time() if now is None else now
     text = raw.strip()
     if text == "now":
         return now
     m = _RELATIVE.match(text)
     if m:
-        return now - float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        try:
+            return now - parse_duration(m.group(1)) / 1000
+        except ValueError:
+            raise SystemExit(f"rtpm: {raw!r}: expected now-<duration> such as now-15m or now-1h30m") from None
     try:
         return float(text)
     except ValueError:

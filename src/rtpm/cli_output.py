@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rtpm.model.timeparse import parse_timestamp, to_rfc3339
+from rtpm.model.time import parse_timestamp, to_rfc3339
 
 HEADER = ("series", "timestamp", "value")
 FORMATS = ("table", "json", "csv")
@@ -26,8 +26,10 @@ def series_name(labels: Mapping[str, Any]) -> str:
 
 
 def _time(raw: Any) -> str:
-    ms = parse_timestamp(raw)
-    return to_rfc3339(ms) if ms is not None else str(raw)
+    try:
+        return to_rfc3339(parse_timestamp(raw))
+    except ValueError:
+        return str(raw)
 
 
 def _value(raw: Any) -> str:

@@ -13,7 +13,7 @@ import yaml
 from rtpm.errors import BadDataError, Problem, ValidationFailed
 from rtpm.model.alerts import AlertRule, Severity, ThresholdSpec
 from rtpm.model.labels import is_valid_label_name, is_valid_metric_name
-from rtpm.model.timeparse import format_duration, parse_duration_ms
+from rtpm.model.time import format_duration, parse_duration
 from rtpm.query.promql import ast as promql_ast
 
 DEFAULT_WINDOW_SECONDS = 300.0
@@ -64,9 +64,10 @@ _THRESHOLD_KEYS = ("metric_name", "condition", "threshold", "aggregation", "wind
 
 def parse_duration_seconds(raw: object, name: str) -> float:
     """Seconds (a number or numeric string) or a Prometheus duration (`90s`, `5m`, `1h30m`); >= 0."""
-    ms = parse_duration_ms(raw)
-    if ms is None:
-        raise ValueError(f"{name}: cannot parse {raw!r} as seconds or a duration like 5m")
+    try:
+        ms = parse_duration(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}: cannot parse {raw!r} as seconds or a duration like 5m ({exc})") from None
     if ms < 0:
         raise ValueError(f"{name}: must be a finite, non-negative duration")
     return ms / 1000

@@ -4,13 +4,13 @@ headline facts (metric, condition, threshold), also for rules written as plain P
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from rtpm.errors import BadDataError
 from rtpm.model.alerts import Alert, AlertRule
 from rtpm.model.labels import METRIC_NAME, MatchType
+from rtpm.model.time import to_rfc3339
 from rtpm.query.promql import ast as promql_ast
 
 _COMPARISONS = frozenset({">", ">=", "<", "<=", "==", "!="})
@@ -19,8 +19,7 @@ _COMPARISONS = frozenset({">", ">=", "<", "<=", "==", "!="})
 def rfc3339(ms: int | None) -> str | None:
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return to_rfc3339(ms)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

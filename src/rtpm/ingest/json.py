@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rtpm.errors import LimitExceeded, Problem, ValidationFailed
-from rtpm.ingest.validate import Validator, parse_timestamp
+from rtpm.ingest.validate import Validator
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import MetricMetadata, MetricType, WriteBatch
+from rtpm.model.time import MAX_TIME_MS, parse_timestamp
 
 _TYPES = {t.value for t in MetricType if t is not MetricType.UNKNOWN}
 _KNOWN_FIELDS = frozenset({"name", "value", "timestamp", "labels", "type", "unit", "help_text"})
@@ -34,7 +35,7 @@ def decode_items(items: Sequence[Any], *, tenant: str, validator: Validator, now
     for i, item in enumerate(items):
         if type(item) is dict and len(item) <= 4:
             name = item.get("name")
-            value = item.get("value")
+            value: Any = item.get("value")
             raw_ts = item.get("timestamp")
             raw_labels = item.get("labels")
             key = (name, *raw_labels.items()) if type(raw_labels) is dict else (name,) if raw_labels is None else None
@@ -48,10 +49,14 @@ def decode_items(items: Sequence[Any], *, tenant: str, validator: Validator, now
                 if raw_ts is None:
                     ts_ms = now_ms
                 elif type(raw_ts) is float or type(raw_ts) is int:
-                    ts_ms = int(round(raw_ts * 1000)) if raw_ts == raw_ts else lo - 1
+                    # NaN, infinities and 1e308 fail the range test (1e308 * 1000 would not round)
+                    ts_ms = round(raw_ts * 1000) if -_MAX_TS_S <= raw_ts <= _MAX_TS_S else lo - 1
                 else:
-                    ts_ms = parse_timestamp(raw_ts)  # type: ignore[assignment]
-                if ts_ms is not None and lo <= ts_ms <= hi and -_MAX_FINITE <= value <= _MAX_FINITE:
+                    try:
+                        ts_ms = parse_timestamp(raw_ts)
+                    except ValueError:
+                        ts_ms = lo - 1  # the slow path below names the problem
+                if lo <= ts_ms <= hi and -_MAX_FINITE <= value <= _MAX_FINITE:
                     add(labels, ts_ms, float(value))
                     continue
         _check_item(item, i, validator, problems, batch, metadata, now_ms, lo, hi)
@@ -62,6 +67,7 @@ def decode_items(items: Sequence[Any], *, tenant: str, validator: Validator, now
 
 
 _MAX_FINITE = 1.7976931348623157e308
+_MAX_TS_S = MAX_TIME_MS / 1000
 # The non-finite values as Prometheus writes them in JSON (strings), case-insensitive; a JSON body
 # may also carry the bare tokens NaN, Infinity and -Infinity (see rtpm.api.deps.read_json).
 _SPECIAL_VALUES = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
@@ -99,12 +105,12 @@ def _check_item(
     if raw_ts is None:
         ts_ms = now_ms
     else:
-        parsed = parse_timestamp(raw_ts)
-        if parsed is None:
-            problems.append(Problem("timestamp", "must be RFC3339 or unix seconds", i))
+        try:
+            ts_ms = parse_timestamp(raw_ts)
+        except ValueError as exc:
+            problems.append(Problem("timestamp", f"must be RFC3339 or unix seconds ({exc})", i))
             ts_ms = 0
         else:
-            ts_ms = parsed
             if not lo <= ts_ms <= hi:
                 validator.timestamp_ms(ts_ms, problems, i)
     raw_labels = item.get("labels")

@@ -11,10 +11,9 @@ from typing import Any
 
 from rtpm.errors import Problem
 from rtpm.model.labels import LABEL_NAME_RE, METRIC_NAME_RE, Labels
-from rtpm.model.timeparse import parse_timestamp
 from rtpm.settings import LimitsSettings
 
-__all__ = ["Validator", "parse_timestamp"]
+__all__ = ["Validator"]
 
 Clock = Callable[[], float]
 

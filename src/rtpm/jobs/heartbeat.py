@@ -8,10 +8,10 @@ and this process has been up longer than that."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from rtpm.jobs.alert_eval import embedded_limits
+from rtpm.model.time import to_rfc3339
 from rtpm.settings import Settings
 from rtpm.storage.alert_store import Heartbeat
 
@@ -33,7 +33,7 @@ def expected_stall_seconds(settings: Settings) -> float:
 def _runner(beat: Heartbeat, now: float) -> dict[str, Any]:
     return {
         "holder": beat.holder,
-        "last_evaluation": datetime.fromtimestamp(beat.round_ms / 1000, tz=UTC).isoformat(),
+        "last_evaluation": to_rfc3339(beat.round_ms),
         "last_evaluation_timestamp_seconds": beat.round_ms / 1000,
         "age_seconds": round(beat.age_seconds(now), 3),
         "stalled_after_seconds": beat.stall_seconds,

@@ -10,7 +10,7 @@ import numpy as np
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, Matcher
 from rtpm.model.rollups import RESOLUTION_NAMES, RESOLUTIONS_MS, RollupRows, coarsen
-from rtpm.model.timeparse import format_duration, parse_duration_ms
+from rtpm.model.time import format_duration, parse_duration
 from rtpm.query.seed import Aggregation, BucketedSeries, bucketize
 from rtpm.storage.base import Storage
 from rtpm.storage.chunks import F64, I64
@@ -36,8 +36,11 @@ def parse_resolution(raw: str) -> int:
     `7d`: built from the largest resolution that divides it), or the same in seconds."""
     if raw in RESOLUTION_BY_NAME:
         return RESOLUTION_BY_NAME[raw]
-    width = parse_duration_ms(raw)
-    if width is None or width <= 0 or source_resolution(width) is None:
+    try:
+        width = parse_duration(raw)
+    except ValueError:
+        width = 0
+    if width <= 0 or source_resolution(width) is None:
         raise BadDataError(
             f"interval: {raw!r} is not a rollup resolution (1m, 5m, 1h, 1d) or a whole multiple of one, like 15m"
         )

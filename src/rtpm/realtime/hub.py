@@ -34,7 +34,8 @@ import structlog
 from rtpm.errors import BadDataError, LimitExceeded, NotFoundError, OverloadedError
 from rtpm.model.labels import METRIC_NAME, Labels, metric_name_of
 from rtpm.model.samples import WriteBatch
-from rtpm.realtime.protocol import Frame, Kind, SubscriptionSpec, encode_frame, json_value, rfc3339_ms
+from rtpm.model.time import to_rfc3339
+from rtpm.realtime.protocol import Frame, Kind, SubscriptionSpec, encode_frame, json_value
 from rtpm.settings import RealtimeSettings
 
 log = structlog.get_logger("rtpm.realtime.hub")
@@ -166,7 +167,7 @@ class _Update:
     def frame(self, now_ms: int) -> Frame:
         if self._frame is None:
             series = dict(self.labels)
-            samples = [{"timestamp": rfc3339_ms(ts), "value": json_value(v)} for ts, v in self.samples]
+            samples = [{"timestamp": to_rfc3339(ts), "value": json_value(v)} for ts, v in self.samples]
             newest_ts, newest_value = max(self.samples, key=lambda p: p[0])
             labels = {k: v for k, v in series.items() if k != METRIC_NAME}
             self._frame = encode_frame(
@@ -174,12 +175,12 @@ class _Update:
                     "type": "metric",
                     "series": series,
                     "samples": samples,
-                    "committed_at": rfc3339_ms(self.committed_ms),
+                    "committed_at": to_rfc3339(self.committed_ms),
                     # the original RTPM API's message body: one metric, as its clients read it
                     "payload": {
                         "name": series.get(METRIC_NAME, ""),
                         "value": json_value(newest_value),
-                        "timestamp": rfc3339_ms(newest_ts),
+                        "timestamp": to_rfc3339(newest_ts),
                         "labels": labels,
                     },
                 },

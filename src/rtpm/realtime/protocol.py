@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 
 from rtpm.errors import BadDataError, LimitExceeded
 from rtpm.model.labels import METRIC_NAME, Matcher, MatchType, is_valid_label_name, is_valid_metric_name
+from rtpm.model.time import to_rfc3339
 
 Kind = Literal["metrics", "alerts"]
 KINDS: tuple[Kind, ...] = ("metrics", "alerts")
@@ -259,21 +259,6 @@ class Frame:
         return self.data.decode()
 
 
-_SECONDS: dict[int, str] = {}
-
-
-def rfc3339_ms(ts_ms: int) -> str:
-    """`2024-01-02T03:04:05.678Z`. The formatted second is cached: on the live path nearly every
-    timestamp falls in one of a few recent seconds, and formatting a datetime is the costly part."""
-    sec, ms = divmod(ts_ms, 1000)
-    prefix = _SECONDS.get(sec)
-    if prefix is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        prefix = _SECONDS[sec] = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{prefix}{ms:03d}Z"
-
-
 def json_value(value: float) -> float | str:
     """Sample values as JSON numbers; NaN and infinities (not JSON) as Prometheus' strings."""
     if math.isfinite(value):
@@ -284,12 +269,12 @@ def json_value(value: float) -> float | str:
 
 
 def encode_frame(message: dict[str, Any], now_ms: int) -> Frame:
-    message["timestamp"] = rfc3339_ms(now_ms)
+    message["timestamp"] = to_rfc3339(now_ms)
     return Frame(orjson.dumps(message))
 
 
 def encode(message: dict[str, Any], now_ms: int) -> str:
-    message["timestamp"] = rfc3339_ms(now_ms)
+    message["timestamp"] = to_rfc3339(now_ms)
     return orjson.dumps(message).decode()
 
 

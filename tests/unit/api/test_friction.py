@@ -12,7 +12,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from rtpm.api.app import create_app
-from rtpm.model.timeparse import MAX_TIME_MS, format_duration, parse_duration_ms, parse_timestamp, to_rfc3339
+from rtpm.model.time import parse_timestamp
 from rtpm.settings import AuthSettings, RateLimitSettings, Settings
 from tests._auth import grant
 
@@ -26,32 +26,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
         yield c
 
 
-# ---- one time parser --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("raw", ["1e308", "-1e308", "inf", "nan", "1e19", "10000-01-01T00:00:00Z", "", "soon", True])
-def test_timestamp_parser_refuses_what_cannot_be_a_time(raw: object) -> None:
-    assert parse_timestamp(raw) is None
-
-
-def test_timestamp_parser_takes_unix_seconds_and_rfc3339() -> None:
-    assert parse_timestamp("1700000000.1234") == 1_700_000_000_123
-    assert parse_timestamp(1700000000) == 1_700_000_000_000
-    assert parse_timestamp("2026-11-27T10:00:00Z") == parse_timestamp("2026-11-27T10:00:00")
-    assert parse_timestamp("2026-11-27T11:00:00+01:00") == parse_timestamp("2026-11-27T10:00:00Z")
-    assert parse_timestamp("4e15") == 4e18 < MAX_TIME_MS  # Prometheus takes times this far out
-    assert to_rfc3339(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
-    assert to_rfc3339(MAX_TIME_MS) == "9999-12-31T23:59:59.999Z"  # clamped, never an exception
-
-
-def test_duration_parser() -> None:
-    assert parse_duration_ms("1h30m") == 5_400_000
-    assert parse_duration_ms("250ms") == 250
-    assert parse_duration_ms("1.5") == 1500
-    assert parse_duration_ms(90) == 90_000
-    for bad in ("1e308", "nan", "5 minutes", "", None, True, "m"):
-        assert parse_duration_ms(bad) is None
-    assert format_duration(5400) == "1h30m"
+# ---- one time parser (its unit tests: tests/unit/model/test_time.py) ----------------------------
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from rtpm.alerts.rules import export_rules_file, import_rules_file, rule_from_in
 from rtpm.alerts.views import alert_to_output, rfc3339
 from rtpm.api.auth import require
 from rtpm.api.deps import OptionalRowId, RowId, ServicesDep, TenantDep, read_json
-from rtpm.api.timefmt import parse_time_param
+from rtpm.api.params import time_param
 from rtpm.bootstrap import Services
 from rtpm.bootstrap_alerts import Alerting
 from rtpm.errors import BadDataError, NotFoundError, RtpmError, StorageUnavailable
@@ -214,8 +214,8 @@ async def history(request: Request, services: ServicesDep, tenant: TenantDep) ->
             severity = Severity(q["severity"].lower())
         except ValueError:
             raise BadDataError(f"severity: one of {', '.join(s.value for s in Severity)}") from None
-    start = parse_time_param(q["start"], "start") if q.get("start") else None
-    end = parse_time_param(q["end"], "end") if q.get("end") else None
+    start = time_param(q["start"], "start", rfc3339=True) if q.get("start") else None
+    end = time_param(q["end"], "end", rfc3339=True) if q.get("end") else None
     if start is not None and end is not None and end < start:
         raise BadDataError("end: must not be before start")
     limit = _int_param(q.get("limit"), "limit", 100, lo=1, hi=MAX_PAGE)

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rtpm.api.auth import client_ip, public, require
 from rtpm.api.deps import ServicesDep, read_json
+from rtpm.api.params import time_param
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.timefmt import parse_time_param, to_rfc3339
 from rtpm.bootstrap import Services
 from rtpm.errors import NotFoundError, Problem, ValidationFailed
+from rtpm.model.time import to_rfc3339
 from rtpm.security.principal import Principal
 from rtpm.security.scopes import ADMIN, ROLE_SCOPES
 from rtpm.security.service import AuthService, TokenPair
@@ -151,7 +152,7 @@ async def create_key(request: Request, principal: AdminDep, services: ServicesDe
     """Create an API key with the given scopes (and an optional expiry). The key is in this
     answer only: it is stored as a hash and cannot be shown again."""
     body = await _parse(request, KeyCreate)
-    expires_ms = parse_time_param(body.expires_at, "expires_at") if body.expires_at is not None else None
+    expires_ms = time_param(body.expires_at, "expires_at", rfc3339=True) if body.expires_at is not None else None
     created = await _auth(services).create_api_key(
         tenant=principal.tenant,
         name=body.name,

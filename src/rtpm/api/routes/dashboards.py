@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
-from rtpm.api.timefmt import to_rfc3339
 from rtpm.bootstrap import Services
 from rtpm.errors import NotFoundError, Problem, ValidationFailed
+from rtpm.model.time import to_rfc3339
 from rtpm.storage.dashboards import Dashboard, DashboardStore
 
 router = APIRouter(prefix="/api/v1/dashboards", tags=["dashboards"])

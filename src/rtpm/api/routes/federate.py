@@ -17,7 +17,8 @@ from fastapi.responses import Response
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
-from rtpm.api.routes.prometheus import _match_sets, _params, parse_time
+from rtpm.api.params import time_param
+from rtpm.api.routes.prometheus import _match_sets, _params
 from rtpm.model.labels import METRIC_NAME, Labels
 from rtpm.model.samples import LatestSample, is_stale_nan
 
@@ -79,7 +80,7 @@ async def federate(request: Request, services: ServicesDep, tenant: TenantDep) -
     params = await _params(request)
     sets = _match_sets(params, required=True)
     now_ms = round(services.clock() * 1000)
-    at = parse_time(params.get("time"), "time", now_ms)
+    at = time_param(params.get("time"), "time", now_ms)
     lookback = round(services.settings.query.lookback_delta_seconds * 1000)
     querier = services.storage.querier(tenant, at - lookback + 1, at)  # (t - lookback, t]
     found: dict[Labels, LatestSample] = {}

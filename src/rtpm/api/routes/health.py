@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from rtpm.api.responses import OrjsonResponse
 from rtpm.bootstrap import Services
 from rtpm.errors import RtpmError
 from rtpm.jobs import heartbeat
+from rtpm.model.time import to_rfc3339
 
 router = APIRouter(tags=["health"])
 
@@ -37,8 +37,8 @@ BUFFER_DEGRADED_RATIO = 0.8
 
 
 def _utc_now_iso(services: Services) -> str:
-    """Now as ISO 8601 in UTC with an explicit offset (`2026-01-02T03:04:05.678901+00:00`)."""
-    return datetime.fromtimestamp(services.clock(), tz=UTC).isoformat()
+    """Now as RFC3339 in UTC (`2026-01-02T03:04:05.678Z`)."""
+    return to_rfc3339(round(services.clock() * 1000))
 
 
 @router.get("/health", dependencies=PROBE)

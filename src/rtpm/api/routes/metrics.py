@@ -9,13 +9,13 @@ from pydantic import BaseModel, Field
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
-from rtpm.api.params import parse_labels_param
+from rtpm.api.params import duration_param, parse_labels_param, time_param
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.timefmt import parse_duration_ms, parse_time_param, to_rfc3339
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
+from rtpm.model.time import to_rfc3339
 from rtpm.query.rollup_reads import seed_query
 from rtpm.query.seed import Aggregation, check_points, raw_points
 
@@ -174,8 +174,8 @@ async def stats(
     # without a range: everything storage may hold, up to now (not the future ingest allows)
     lo, _ = services.validator.window_ms()
     now_ms = int(services.clock() * 1000)
-    start_ms = parse_time_param(start_time, "start_time") if start_time is not None else lo
-    end_ms = parse_time_param(end_time, "end_time") if end_time is not None else max(now_ms, start_ms)
+    start_ms = time_param(start_time, "start_time", rfc3339=True) if start_time is not None else lo
+    end_ms = time_param(end_time, "end_time", rfc3339=True) if end_time is not None else max(now_ms, start_ms)
     if end_ms < start_ms:
         raise BadDataError("end_time: must not be before start_time")
     filters = _label_filters(request, {"start_time", "end_time"})
@@ -231,12 +231,12 @@ async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, 
     services.validator.metric_name(q.metric_name, problems := [], None, "metric_name")
     if problems:
         raise ValidationFailed(problems)
-    start_ms = parse_time_param(q.start_time, "start_time")
-    end_ms = parse_time_param(q.end_time, "end_time")
+    start_ms = time_param(q.start_time, "start_time", rfc3339=True)
+    end_ms = time_param(q.end_time, "end_time", rfc3339=True)
     if end_ms < start_ms:
         raise BadDataError("end_time: must not be before start_time")
     limits = services.settings.limits
-    step_ms = parse_duration_ms(q.step, "step") if q.step is not None else None
+    step_ms = duration_param(q.step, "step", positive=True) if q.step is not None else None
     if step_ms is not None:
         check_points(start_ms, end_ms, step_ms, limits.max_points_per_series)
     matchers = _matchers(q.metric_name, q.labels or {})

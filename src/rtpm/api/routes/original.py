@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.timefmt import to_rfc3339
 from rtpm.errors import BadDataError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.ingest.original import original_items
 from rtpm.model.labels import METRIC_NAME, Matcher, MatchType, get_label, label_dict
+from rtpm.model.time import to_rfc3339
 from rtpm.realtime.protocol import json_value
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])

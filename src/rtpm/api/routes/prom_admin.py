@@ -12,10 +12,11 @@ from fastapi.responses import Response
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
-from rtpm.api.routes.prometheus import _match_sets, _params, _prometheus_envelope, parse_time
+from rtpm.api.params import time_param
+from rtpm.api.routes.prometheus import _match_sets, _params, _prometheus_envelope
 from rtpm.api.routes.tsdb import _store
 from rtpm.errors import BadDataError
-from rtpm.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
+from rtpm.model.time import MAX_TIME_MS, MIN_TIME_MS
 
 router = APIRouter(prefix="/api/v1/admin/tsdb", tags=["prometheus"], dependencies=[Depends(_prometheus_envelope)])
 log = structlog.get_logger("rtpm.api.admin")
@@ -33,8 +34,8 @@ async def delete_series(request: Request, services: ServicesDep, tenant: TenantD
     RFC3339; the whole of time when left out), in the query string or a form body."""
     params = await _params(request)
     sets = _match_sets(params, required=True)
-    start = parse_time(params.get("start"), "start", MIN_TIME_MS)
-    end = parse_time(params.get("end"), "end", MAX_TIME_MS)
+    start = time_param(params.get("start"), "start", MIN_TIME_MS)
+    end = time_param(params.get("end"), "end", MAX_TIME_MS)
     if end < start:
         raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
     store = _store(services)

@@ -12,7 +12,6 @@ import asyncio
 import os
 import socket
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -23,6 +22,7 @@ from rtpm.api.deps import ServicesDep
 from rtpm.api.routes.prometheus import _json_success, _prometheus_envelope
 from rtpm.bootstrap import Services
 from rtpm.errors import RtpmError
+from rtpm.model.time import to_rfc3339
 
 router = APIRouter(tags=["prometheus"])
 api = APIRouter(prefix="/api/v1", tags=["prometheus"], dependencies=[Depends(_prometheus_envelope)])
@@ -84,14 +84,14 @@ async def status_config() -> Response:
 
 @api.get("/status/runtimeinfo", dependencies=[Depends(require("metrics:read"))])
 async def status_runtimeinfo(services: ServicesDep) -> Response:
-    started = datetime.fromtimestamp(services.started_at, UTC)
+    started = to_rfc3339(round(services.started_at * 1000))
     data: dict[str, Any] = {
-        "startTime": started.isoformat().replace("+00:00", "Z"),
+        "startTime": started,
         "CWD": os.getcwd(),
         "hostname": socket.gethostname(),
-        "serverTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "serverTime": to_rfc3339(round(services.clock() * 1000)),
         "reloadConfigSuccess": True,
-        "lastConfigTime": started.isoformat().replace("+00:00", "Z"),
+        "lastConfigTime": started,
         "corruptionCount": 0,
         "goroutineCount": threading.active_count(),
         "GOMAXPROCS": os.cpu_count() or 1,

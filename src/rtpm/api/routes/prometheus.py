@@ -18,11 +18,12 @@ from fastapi.responses import Response
 from rtpm import __version__
 from rtpm.api.auth import public, require
 from rtpm.api.deps import ServicesDep, TenantDep
+from rtpm.api.params import duration_param, time_param
 from rtpm.api.routes import alerts as alerts_api
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError
 from rtpm.model.labels import Labels, Matcher
-from rtpm.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms, parse_timestamp
+from rtpm.model.time import MAX_TIME_MS, MIN_TIME_MS
 from rtpm.query.promql import ast as promql_ast
 from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.query.promql.histograms import exemplars_json
@@ -65,24 +66,6 @@ async def _params(request: Request) -> Params:
     for k, v in request.query_params.multi_items():
         out.setdefault(k, []).append(v)
     return Params(out)
-
-
-def parse_time(raw: str | None, name: str, default: int) -> int:
-    """Unix seconds (fraction rounded to ms) or RFC3339, within Prometheus' time bounds."""
-    if raw is None or raw == "":
-        return default
-    ts = parse_timestamp(raw)
-    if ts is None:
-        raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
-    return ts
-
-
-def parse_duration(raw: str, name: str) -> int:
-    """Float seconds or a Prometheus duration (`1h30m`), in ms; Prometheus' parseDuration."""
-    ms = parse_duration_ms(raw)
-    if ms is None:
-        raise BadDataError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
-    return ms
 
 
 def _limit(params: Params) -> int | None:
@@ -142,8 +125,8 @@ TRUNCATED = "results truncated due to limit"
 def _query_opts(params: Params) -> tuple[int | None, float | None]:
     lookback = params.get("lookback_delta")
     timeout = params.get("timeout")
-    lb = parse_duration(lookback, "lookback_delta") if lookback else None
-    to = parse_duration(timeout, "timeout") / 1000 if timeout else None
+    lb = duration_param(lookback, "lookback_delta") if lookback else None
+    to = duration_param(timeout, "timeout") / 1000 if timeout else None
     return lb, to
 
 
@@ -155,7 +138,7 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> R
     """Instant query: `query`, `time` (default now), `timeout`, `limit`, `lookback_delta`."""
     params = await _params(request)
     now_ms = round(services.clock() * 1000)
-    t = parse_time(params.get("time"), "time", now_ms)
+    t = time_param(params.get("time"), "time", now_ms)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
     text = params.get("query") or ""
@@ -188,15 +171,9 @@ def check_range(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> No
 async def query_range(request: Request, services: ServicesDep, tenant: TenantDep) -> Response:
     """Range query: `query`, `start`, `end`, `step` (all required), `timeout`, `limit`, `lookback_delta`."""
     params = await _params(request)
-    for name in ("start", "end", "step"):
-        if not params.get(name):
-            raise BadDataError(
-                f'invalid parameter "{name}": cannot parse "" to a valid '
-                f"{'duration' if name == 'step' else 'timestamp'}"
-            )
-    start = parse_time(params.get("start"), "start", 0)
-    end = parse_time(params.get("end"), "end", 0)
-    step = parse_duration(params.get("step") or "", "step")
+    start = time_param(params.get("start"), "start")
+    end = time_param(params.get("end"), "end")
+    step = duration_param(params.get("step"), "step")
     check_range(start, end, step, services.settings.limits.max_points_per_series)
     limit = _limit(params)
     lookback, timeout = _query_opts(params)
@@ -227,8 +204,8 @@ async def query_exemplars(request: Request, services: ServicesDep, tenant: Tenan
     defaults: all time), in Prometheus's shape: [{seriesLabels, exemplars: [{labels, value, timestamp}]}]."""
     params = await _params(request)
     node = promql_ast.parse(params.get("query") or "")
-    start = parse_time(params.get("start"), "start", MIN_TIME_MS)
-    end = parse_time(params.get("end"), "end", MAX_TIME_MS)
+    start = time_param(params.get("start"), "start", MIN_TIME_MS)
+    end = time_param(params.get("end"), "end", MAX_TIME_MS)
     if end < start:
         raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
     return _success(await exemplars_json(services.storage.histograms, tenant, node, start, end))
@@ -251,8 +228,8 @@ def _match_sets(params: Params, required: bool) -> list[list[Matcher]]:
 
 
 def _range(params: Params) -> tuple[int, int]:
-    start = parse_time(params.get("start"), "start", MIN_TIME_MS)
-    end = parse_time(params.get("end"), "end", MAX_TIME_MS)
+    start = time_param(params.get("start"), "start", MIN_TIME_MS)
+    end = time_param(params.get("end"), "end", MAX_TIME_MS)
     if end < start:
         raise BadDataError('invalid parameter "end": end timestamp must not be before start time')
     return start, end

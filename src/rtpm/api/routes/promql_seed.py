@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
-from rtpm.api.params import parse_labels_param
-from rtpm.api.routes.prometheus import check_range, make_engine, parse_duration
-from rtpm.api.timefmt import parse_time_param, to_rfc3339
+from rtpm.api.params import duration_param, parse_labels_param, time_param
+from rtpm.api.routes.prometheus import check_range, make_engine
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, is_valid_label_name, is_valid_metric_name
+from rtpm.model.time import to_rfc3339
 from rtpm.query.promql.engine import Result
 from rtpm.query.promql.values import RangeVec, Scalar, String, Vector
 
@@ -119,9 +119,9 @@ def _range_end(seed_value: str | None, seed_name: str, prom_value: str | None, p
     if seed_value is not None and prom_value is not None and seed_value != prom_value:
         raise BadDataError(f"{seed_name} and {prom_name}: give one of them (they name the same time)")
     if seed_value is not None:
-        return parse_time_param(seed_value, seed_name)
+        return time_param(seed_value, seed_name, rfc3339=True)
     if prom_value is not None:
-        return parse_time_param(prom_value, prom_name)
+        return time_param(prom_value, prom_name, rfc3339=True)
     raise BadDataError(f"{seed_name}: required (or {prom_name})")
 
 
@@ -145,7 +145,7 @@ async def query_range(
     start_ms = _range_end(start_time, "start_time", start, "start")
     end_ms = _range_end(end_time, "end_time", end, "end")
     start, end = start_ms, end_ms
-    step_ms = parse_duration(step, "step") if step else max(1000, (end - start) // 250)
+    step_ms = duration_param(step, "step") if step else max(1000, (end - start) // 250)
     check_range(start, end, step_ms, services.settings.limits.max_points_per_series)
     text = _query_text(query, metric_name, labels, aggregation, group_by, step_ms)
     with services.metrics.query.time("range"):
@@ -171,7 +171,7 @@ async def query_instant(
     time: str | None = None,
 ) -> dict[str, Any]:
     """Instant query through the PromQL engine at `time` (default now)."""
-    t = parse_time_param(time, "time") if time else round(services.clock() * 1000)
+    t = time_param(time, "time", rfc3339=True) if time else round(services.clock() * 1000)
     text = _query_text(query, metric_name, labels, aggregation, group_by, 300_000)
     with services.metrics.query.time("instant"):
         result = await make_engine(services).instant(tenant, text, t)

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
-from rtpm.api.params import parse_labels_param
-from rtpm.api.timefmt import parse_time_param, to_rfc3339
+from rtpm.api.params import parse_labels_param, time_param
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME, Matcher
 from rtpm.model.rollups import RESOLUTION_NAMES
+from rtpm.model.time import to_rfc3339
 from rtpm.query.rollup_reads import RollupAggregation, aggregated, interval_name, parse_resolution
 from rtpm.storage.maintenance import MaintenanceStore
 
@@ -37,8 +37,8 @@ async def metrics_aggregated(
 ) -> dict[str, Any]:
     """Per-bucket aggregates from the rollups (closed buckets only; `complete_until` says how far
     the rollups reach)."""
-    start_ms = parse_time_param(start_time, "start_time")
-    end_ms = parse_time_param(end_time, "end_time")
+    start_ms = time_param(start_time, "start_time", rfc3339=True)
+    end_ms = time_param(end_time, "end_time", rfc3339=True)
     if end_ms < start_ms:
         raise BadDataError("end_time: must not be before start_time")
     width = parse_resolution(interval)

@@ -4,7 +4,6 @@ from settings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
@@ -33,11 +32,6 @@ class Receiver(Protocol):
     async def send(self, batch: Sequence[Notification]) -> None:
         """Deliver one batch (one rule, one kind). Raises DeliveryError."""
         ...
-
-
-def rfc3339(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def generator_url(external_url: str, expr: str) -> str:

@@ -14,7 +14,8 @@ import orjson
 from rtpm import __version__
 from rtpm.alerts.evaluator import Notification, NotificationKind
 from rtpm.model.alerts import AlertState
-from rtpm.notify.receivers import DeliveryError, check_status, generator_url, rfc3339
+from rtpm.model.time import to_rfc3339
+from rtpm.notify.receivers import DeliveryError, check_status, generator_url
 
 SIGNATURE_HEADER = "X-RTPM-Signature-256"
 
@@ -42,8 +43,8 @@ def v4_payload(receiver: str, batch: Sequence[Notification], *, external_url: st
                 "status": "resolved" if resolved else "firing",
                 "labels": a.labels,
                 "annotations": a.annotations,
-                "startsAt": rfc3339(a.fired_at_ms or a.active_at_ms),
-                "endsAt": rfc3339(a.resolved_at_ms if resolved and a.resolved_at_ms is not None else n.ends_at_ms),
+                "startsAt": to_rfc3339(a.fired_at_ms or a.active_at_ms),
+                "endsAt": to_rfc3339(a.resolved_at_ms if resolved and a.resolved_at_ms is not None else n.ends_at_ms),
                 "generatorURL": generator_url(external_url, rule.expr),
                 "fingerprint": a.fingerprint,
             }

@@ -18,8 +18,8 @@ import math
 import re
 
 from rtpm.errors import QueryParseError
+from rtpm.model.time import DURATION_UNITS_MS
 
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
 _DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -101,7 +101,7 @@ class _Expr:
         m = _DURATION.match(self.s, self.i)
         if m:
             self.i = m.end()
-            return sum(int(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(m.group(0))) / 1000.0
+            return sum(int(n) * DURATION_UNITS_MS[u] for n, u in _DURATION_PART.findall(m.group(0))) / 1000.0
         m = _NUMBER.match(self.s, self.i)
         if m:
             self.i = m.end()
