@@ -17,19 +17,7 @@ log = structlog.get_logger("rtpm.security")
 
 
 def make_auth_store(storage: Storage) -> AuthStore:
-    from rtpm.storage.sqlite import SqliteStorage
-
-    if isinstance(storage, SqliteStorage):
-        from rtpm.storage.sqlite_auth import SqliteAuthStore
-
-        return SqliteAuthStore(storage)
-    from rtpm.storage.postgres import PostgresStorage
-
-    if isinstance(storage, PostgresStorage):
-        from rtpm.storage.postgres_auth import PostgresAuthStore
-
-        return PostgresAuthStore(storage)
-    raise TypeError(f"no AuthStore for {type(storage).__name__}")
+    return storage.auth
 
 
 def make_auth_service(settings: Settings, storage: Storage, limiter: RateLimiter) -> AuthService:

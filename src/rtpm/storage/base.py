@@ -14,6 +14,8 @@ from typing import Protocol
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import LatestSample, MetricInfo, MetricMetadata, Series, SeriesStats, WriteBatch
 from rtpm.storage.alert_store import AlertStore
+from rtpm.storage.auth_base import AuthStore
+from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.histograms import HistogramStore
 
 
@@ -50,6 +52,8 @@ class Storage(Protocol):
     backend: str
     alerts: AlertStore  # rules, alert state and history, evaluator leadership (storage/alert_store.py)
     histograms: HistogramStore  # native histogram samples and exemplars (storage/histograms.py)
+    auth: AuthStore  # users, API keys, refresh tokens (storage/auth_base.py)
+    dashboards: DashboardStore  # the web UI's dashboards (storage/dashboards.py)
 
     async def open(self) -> None:
         """Connect and apply pending migrations."""

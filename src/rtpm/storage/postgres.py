@@ -50,12 +50,14 @@ from rtpm.storage._series import (
     late_marks,
     merged_metadata,
 )
+from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.postgres_alerts import PostgresAlertStore
-from rtpm.storage.postgres_dashboards import PostgresDashboardStore
 from rtpm.storage.postgres_histograms import PostgresHistogramStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
+from rtpm.storage.postgres_sql import PostgresExecutor
 
 log = structlog.get_logger("rtpm.storage")
 
@@ -145,7 +147,9 @@ class PostgresStorage:
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = PostgresMaintenance(self)
         self.alerts = PostgresAlertStore(self)
-        self.dashboards = PostgresDashboardStore(self)
+        self._sql = PostgresExecutor(self._conn)  # the stores' SQL, on the primary
+        self.auth = AuthStore(self._sql)
+        self.dashboards = DashboardStore(self._sql)
         self.histograms = PostgresHistogramStore(self)
         self._schema = schema
         self._pool_size = pool_size

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rtpm.errors import StorageError, StorageUnavailable
 from rtpm.model.labels import Labels, Matcher, equal_metric_name, fingerprint, metric_name_of
 from rtpm.model.samples import (
     MetricInfo,
@@ -40,12 +39,14 @@ from rtpm.storage._series import (
     late_marks,
     merged_metadata,
 )
+from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.chunks import F64, I64
+from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.sqlite_alerts import SqliteAlertStore
-from rtpm.storage.sqlite_dashboards import SqliteDashboardStore
 from rtpm.storage.sqlite_histograms import SqliteHistogramStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
+from rtpm.storage.sqlite_sql import SqliteExecutor, storage_error
 
 T = TypeVar("T")
 
@@ -81,7 +82,9 @@ class SqliteStorage:
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = SqliteMaintenance(self)
         self.alerts = SqliteAlertStore(self)
-        self.dashboards = SqliteDashboardStore(self)
+        self._sql = SqliteExecutor(self._read, self._write)  # the stores' SQL
+        self.auth = AuthStore(self._sql)
+        self.dashboards = DashboardStore(self._sql)
         self.histograms = SqliteHistogramStore(self)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
@@ -129,10 +132,8 @@ class SqliteStorage:
     async def _run(executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        except sqlite3.OperationalError as exc:
-            raise StorageUnavailable(f"sqlite: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StorageError(f"sqlite: {exc}") from exc
+            raise storage_error(exc) from exc
 
     # -- lifecycle -----------------------------------------------------------------------------
 
