@@ -9,24 +9,26 @@ timestamp (a retried batch never doubles a sample).
 Exemplars are kept per series, at most EXEMPLARS_PER_SERIES (the newest), identical
 (series, timestamp, labels) once.
 
-`HistogramStore` (one per backend: sqlite_histograms.py, postgres_histograms.py) is what the query
-engine and the API use; the backends' write transactions call `write_sqlite` / `write_postgres` of
-their store with the batch's resolved series ids.
+`HistogramStore`, over either backend's `Executor`, is what the query engine and the API use; the
+backends' write transactions run the statements of its `writes()` for the batches' resolved
+series ids.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import orjson
 
 from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import WriteBatch
+from rtpm.storage._querier import too_many_samples
+from rtpm.storage.sql import Executor
 
 EXEMPLARS_PER_SERIES = 100
 
@@ -46,24 +48,6 @@ class HistogramSeries:
 class SeriesExemplars:
     labels: Labels
     exemplars: list[Exemplar]
-
-
-class HistogramStore(Protocol):
-    async def select(
-        self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher], *, max_samples: int | None = None
-    ) -> list[HistogramSeries]:
-        """Histogram samples in [start_ms, end_ms] of the series matching every matcher."""
-        ...
-
-    async def exemplars(
-        self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]
-    ) -> list[SeriesExemplars]:
-        """Exemplars in [start_ms, end_ms] of the matching series, oldest first."""
-        ...
-
-    async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
-        """Label sets of the matching series with histogram samples in [start_ms, end_ms]."""
-        ...
 
 
 def encode(samples: Sequence[tuple[int, Histogram]]) -> bytes:
@@ -176,3 +160,123 @@ def merge_rows(rows: Sequence[tuple[bytes]], start_ms: int, end_ms: int) -> tupl
                 merged[ts] = h
     items = sorted(merged.items())
     return [t for t, _ in items], [h for _, h in items]
+
+
+FindSeries = Callable[[str, Sequence[Matcher]], Awaitable[list[tuple[int, Labels]]]]
+"""The backend's (id, labels) of a tenant's series matching every matcher."""
+
+
+def _bits(value: float) -> int:
+    return int(struct.unpack("<q", struct.pack("<d", value))[0])
+
+
+def _from_bits(bits: int) -> float:
+    return float(struct.unpack("<d", struct.pack("<q", bits))[0])
+
+
+# The exemplar value's column and its encoding: SQLite keeps no NaN in a REAL column (it reads
+# back NULL), so its exemplars keep the value's bits.
+_EXEMPLAR_VALUE: dict[str, tuple[str, Callable[[float], Any], Callable[[Any], float]]] = {
+    "postgres": ("value", float, float),
+    "sqlite": ("value_bits", _bits, _from_bits),
+}
+
+
+class HistogramStore:
+    def __init__(self, sql: Executor, find_series: FindSeries) -> None:
+        self._sql = sql
+        self._find = find_series
+        d = sql.dialect
+        col, self._to_db, self._from_db = _EXEMPLAR_VALUE[d.name]
+        in_ids = d.in_ids("series_id", "$1")
+        self._insert_samples = d.sql(
+            "INSERT INTO histogram_samples (series_id, min_ts, max_ts, count, data) VALUES ($1, $2, $3, $4, $5)"
+        )
+        self._insert_exemplars = d.sql(
+            f"INSERT INTO exemplars (series_id, ts, {col}, labels) VALUES ($1, $2, $3, $4) "
+            f"ON CONFLICT (series_id, ts, labels) DO UPDATE SET {col} = excluded.{col}"
+        )
+        # each series keeps its newest EXEMPLARS_PER_SERIES
+        self._trim_exemplars = d.sql(
+            f"DELETE FROM exemplars WHERE {in_ids} AND (series_id, ts, labels) IN (SELECT series_id, ts, labels "
+            "FROM (SELECT series_id, ts, labels, row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) AS n "
+            f"FROM exemplars WHERE {in_ids}) AS ranked WHERE ranked.n > $2)"
+        )
+        self._select_samples = f"SELECT series_id, data FROM histogram_samples WHERE {in_ids} AND max_ts >= $2 AND min_ts <= $3 ORDER BY id"
+        self._select_series = (
+            f"SELECT DISTINCT series_id FROM histogram_samples WHERE {in_ids} AND max_ts >= $2 AND min_ts <= $3"
+        )
+        self._select_exemplars = (
+            f"SELECT series_id, ts, {col}, labels FROM exemplars WHERE {in_ids} AND ts BETWEEN $2 AND $3 ORDER BY ts"
+        )
+
+    def writes(
+        self, batches: Sequence[WriteBatch], per_batch_ids: list[list[int]]
+    ) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The statements (in the executor's dialect) and their rows, each for one `executemany`,
+        that write the batches' histogram samples and exemplars. The backend runs them inside its
+        write transaction, on its own connection."""
+        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+        if any(b.h_ts_ms for b in batches):
+            out.append((self._insert_samples, list(rows_to_write(batches, per_batch_ids))))
+        if any(b.exemplars for b in batches):
+            rows = exemplars_to_write(batches, per_batch_ids)
+            out.append((self._insert_exemplars, [(sid, ts, self._to_db(v), lb) for sid, ts, v, lb in rows]))
+            ids = self._sql.dialect.ids(sorted({r[0] for r in rows}))
+            out.append((self._trim_exemplars, [(ids, EXEMPLARS_PER_SERIES)]))
+        return out
+
+    async def _any_samples(self) -> bool:
+        """False in the usual case without native histograms: no series lookup then."""
+        return await self._sql.fetchval("SELECT 1 FROM histogram_samples LIMIT 1") is not None
+
+    async def select(
+        self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher], *, max_samples: int | None = None
+    ) -> list[HistogramSeries]:
+        """Histogram samples in [start_ms, end_ms] of the series matching every matcher."""
+        if not await self._any_samples():
+            return []
+        found = await self._find(tenant, matchers)
+        if not found:
+            return []
+        ids = self._sql.dialect.ids(sid for sid, _ in found)
+        per: dict[int, list[tuple[bytes]]] = {}
+        for r in await self._sql.fetch(self._select_samples, ids, start_ms, end_ms):
+            per.setdefault(r[0], []).append((r[1],))
+        out = []
+        total = 0
+        for sid, labels in found:
+            got = per.get(sid)
+            if not got:
+                continue
+            ts, values = merge_rows(got, start_ms, end_ms)
+            total += len(ts)
+            if max_samples is not None and total > max_samples:
+                raise too_many_samples(max_samples)
+            if ts:
+                out.append(HistogramSeries(labels, ts, values))
+        return out
+
+    async def exemplars(
+        self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]
+    ) -> list[SeriesExemplars]:
+        """Exemplars in [start_ms, end_ms] of the matching series, oldest first."""
+        found = await self._find(tenant, matchers)
+        if not found:
+            return []
+        ids = self._sql.dialect.ids(sid for sid, _ in found)
+        per: dict[int, list[Exemplar]] = {}
+        for r in await self._sql.fetch(self._select_exemplars, ids, start_ms, end_ms):
+            per.setdefault(r[0], []).append(Exemplar(decode_exemplar_labels(r[3]), self._from_db(r[2]), r[1]))
+        return [SeriesExemplars(labels, per[sid]) for sid, labels in found if sid in per]
+
+    async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
+        """Label sets of the matching series with histogram samples in [start_ms, end_ms]."""
+        if not await self._any_samples():
+            return []
+        found = await self._find(tenant, matchers)
+        if not found:
+            return []
+        ids = self._sql.dialect.ids(sid for sid, _ in found)
+        have = {r[0] for r in await self._sql.fetch(self._select_series, ids, start_ms, end_ms)}
+        return [labels for sid, labels in found if sid in have]

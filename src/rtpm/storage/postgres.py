@@ -50,12 +50,12 @@ from rtpm.storage._series import (
     late_marks,
     merged_metadata,
 )
+from rtpm.storage.alert_store import AlertStore
 from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
-from rtpm.storage.postgres_alerts import PostgresAlertStore
-from rtpm.storage.postgres_histograms import PostgresHistogramStore
+from rtpm.storage.histograms import HistogramStore
 from rtpm.storage.postgres_maintenance import PostgresMaintenance
 from rtpm.storage.postgres_sql import PostgresExecutor
 
@@ -146,11 +146,11 @@ class PostgresStorage:
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = PostgresMaintenance(self)
-        self.alerts = PostgresAlertStore(self)
         self._sql = PostgresExecutor(self._conn)  # the stores' SQL, on the primary
+        self.alerts = AlertStore(self._sql)
         self.auth = AuthStore(self._sql)
         self.dashboards = DashboardStore(self._sql)
-        self.histograms = PostgresHistogramStore(self)
+        self.histograms = HistogramStore(self._sql, self._find_series)
         self._schema = schema
         self._pool_size = pool_size
         self._days_ahead = partition_days_ahead
@@ -403,7 +403,8 @@ class PostgresStorage:
                         payload,
                     )
                     record = wal.Record(rid, hot.series_ids, hot.ts_ms, hot.values)
-            await self.histograms.write_in(conn, batches, per_batch)
+            for sql, rows in self.histograms.writes(batches, per_batch):
+                await conn.executemany(sql, rows)
             if meta:
                 await conn.executemany(
                     "INSERT INTO metric_metadata VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, name) "
@@ -529,6 +530,10 @@ class PostgresStorage:
                     name,
                 )
         return [MetricMetadata(r[0], MetricType(r[1]), r[2], r[3]) for r in rows]
+
+    async def _find_series(self, tenant: str, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
+        async with self._conn() as conn:
+            return await self._matching_series(conn, tenant, matchers)
 
     async def _matching_series(
         self, conn: asyncpg.Connection, tenant: str, matchers: Sequence[Matcher]

@@ -39,12 +39,12 @@ from rtpm.storage._series import (
     late_marks,
     merged_metadata,
 )
+from rtpm.storage.alert_store import AlertStore
 from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
-from rtpm.storage.sqlite_alerts import SqliteAlertStore
-from rtpm.storage.sqlite_histograms import SqliteHistogramStore
+from rtpm.storage.histograms import HistogramStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
 from rtpm.storage.sqlite_sql import SqliteExecutor, storage_error
 
@@ -81,11 +81,11 @@ class SqliteStorage:
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
         self.maintenance = SqliteMaintenance(self)
-        self.alerts = SqliteAlertStore(self)
         self._sql = SqliteExecutor(self._read, self._write)  # the stores' SQL
+        self.alerts = AlertStore(self._sql)
         self.auth = AuthStore(self._sql)
         self.dashboards = DashboardStore(self._sql)
-        self.histograms = SqliteHistogramStore(self)
+        self.histograms = HistogramStore(self._sql, self._find_series)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rtpm-sqlite-w")
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="rtpm-sqlite-r")
         self._local = threading.local()
@@ -231,7 +231,8 @@ class SqliteStorage:
                         )
                         assert cur.lastrowid is not None
                         record = wal.Record(cur.lastrowid, hot.series_ids, hot.ts_ms, hot.values)
-                self.histograms.write_in(conn, batches, per_batch)
+                for sql, rows in self.histograms.writes(batches, per_batch):
+                    conn.executemany(sql, rows)
                 meta = merged_metadata(batches)
                 if meta:
                     conn.executemany(
@@ -351,6 +352,9 @@ class SqliteStorage:
             return [MetricMetadata(n, MetricType(t), u, h) for n, t, u, h in rows]
 
         return await self._read(run)
+
+    async def _find_series(self, tenant: str, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
+        return await self._read(lambda conn: self._matching_series(conn, tenant, matchers))
 
     def _matching_series(
         self, conn: sqlite3.Connection, tenant: str, matchers: Sequence[Matcher]
