@@ -307,10 +307,20 @@ def test_seed_range_with_metric_name_and_aggregation(client: TestClient) -> None
 
 
 def test_seed_instant(client: TestClient) -> None:
-    params = {"metric_name": "cpu_usage", "aggregation": "max", "time": str(NOW_S - 60)}
+    """The seed's aggregation over the 5 minutes up to `time`: per series, or over a group (an
+    empty group_by: all series), as the bucketed query answers it (query/seed_promql.py)."""
+    params = {"metric_name": "cpu_usage", "aggregation": "max", "time": str(NOW_S - 60), "group_by": ""}
     body = client.get("/api/v1/metrics/query/instant", params=params).json()
+    assert body["query"] == "max by () (max_over_time(cpu_usage[300s]))"
     assert body["series"] == [
         {"labels": {}, "metric_name": None, "data_points": [{"timestamp": body["time"], "value": 52.0}]}
+    ]
+    del params["group_by"]
+    body = client.get("/api/v1/metrics/query/instant", params=params).json()
+    assert [(s["labels"]["instance"], s["data_points"][0]["value"]) for s in body["series"]] == [
+        ("i0", 50.0),
+        ("i1", 51.0),
+        ("i2", 52.0),
     ]
 
 

@@ -6,18 +6,20 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
 from rtpm.api.params import duration_param, parse_labels_param, time_param
 from rtpm.api.responses import OrjsonResponse
+from rtpm.api.routes.prometheus import make_engine
 from rtpm.bootstrap import Services
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
 from rtpm.model.time import to_rfc3339
-from rtpm.query.rollup_reads import seed_query
-from rtpm.query.seed import Aggregation, check_points, raw_points
+from rtpm.query import seed_promql
+from rtpm.query.seed_promql import Aggregation, check_points, raw_points
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
@@ -44,8 +46,8 @@ class QueryIn(BaseModel):
     start_time: str | float
     end_time: str | float
     step: str | float | None = Field(None, description="Bucket width: seconds or a duration like 1m")
-    aggregation: Aggregation | None = None
-    group_by: list[str] | None = None
+    aggregation: Aggregation | None = Field(None, description=seed_promql.AGGREGATION_DOC)
+    group_by: list[str] | None = Field(None, description=seed_promql.GROUP_BY_DOC)
 
 
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
@@ -227,8 +229,11 @@ _QUERY_FORMAT = Query(
 
 
 async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, Any]:
-    """The seed's query as an object; its `series` are `{metric_name, labels, data_points}`."""
-    services.validator.metric_name(q.metric_name, problems := [], None, "metric_name")
+    """The seed's query as an object; its `series` are `{metric_name, labels, data_points}`.
+    Bucketed queries are translated to PromQL and evaluated by the engine (`query/seed_promql.py`
+    gives each aggregation's meaning)."""
+    problems: list[Problem] = []
+    services.validator.metric_name(q.metric_name, problems, None, "metric_name")
     if problems:
         raise ValidationFailed(problems)
     start_ms = time_param(q.start_time, "start_time", rfc3339=True)
@@ -239,10 +244,9 @@ async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, 
     step_ms = duration_param(q.step, "step", positive=True) if q.step is not None else None
     if step_ms is not None:
         check_points(start_ms, end_ms, step_ms, limits.max_points_per_series)
-    matchers = _matchers(q.metric_name, q.labels or {})
     if step_ms is None and q.aggregation is None and q.group_by is None:
         found = await services.storage.querier(tenant, start_ms, end_ms).select(
-            matchers, max_samples=limits.max_query_samples
+            _matchers(q.metric_name, q.labels or {}), max_samples=limits.max_query_samples
         )
         if len(found) > limits.max_query_series:
             raise BadDataError(
@@ -258,21 +262,20 @@ async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, 
     else:
         if step_ms is None:
             step_ms = max(1000, -(-(end_ms - start_ms + 1) // 1000))
-        # from rollups where they give the same numbers as the samples, else from the samples
-        result, _ = await seed_query(
-            services.storage,
-            tenant=tenant,
-            matchers=matchers,
+        ev = seed_promql.buckets(
+            q.metric_name,
+            q.labels or {},
+            q.aggregation or Aggregation.AVG,
+            q.group_by,
             start_ms=start_ms,
             end_ms=end_ms,
             step_ms=step_ms,
-            aggregation=q.aggregation or Aggregation.AVG,
-            group_by=q.group_by,
-            max_samples=limits.max_query_samples,
-            max_series=limits.max_query_series,
         )
-        for r in result:
-            r.labels.pop(METRIC_NAME, None)
+        with services.metrics.query.time("range"):
+            answer = await make_engine(services).range(
+                tenant, ev.promql, ev.start_ms, ev.end_ms, ev.step_ms, samples_until_ms=ev.samples_until_ms
+            )
+        result = seed_promql.sort_series(seed_promql.series_of(answer.value, answer.steps, ev), q.group_by)
     return {
         "metric_name": q.metric_name,
         "start_time": to_rfc3339(start_ms),
@@ -298,8 +301,8 @@ def _query_in(body: Any) -> QueryIn:
         raise ValidationFailed([Problem("body", "must be a JSON object")])
     try:
         return QueryIn.model_validate(body)
-    except Exception as exc:  # pydantic.ValidationError: report each field
-        errs = getattr(exc, "errors", lambda: [])()
+    except PydanticValidationError as exc:  # report each field
+        errs = exc.errors()
         raise ValidationFailed([Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in errs]) from None
 
 
@@ -310,7 +313,8 @@ async def query(
     tenant: TenantDep,
     format: Literal["array", "object"] = _QUERY_FORMAT,  # noqa: A002 - the parameter's public name
 ) -> Any:
-    """Samples of one metric in a time range, bucketed by `step` and aggregated. Answers a JSON
+    """Samples of one metric in a time range, bucketed by `step` and aggregated (each aggregation's
+    meaning: the `aggregation` field; evaluated by the PromQL engine). Answers a JSON
     array of series `{metric_name, labels, data_points: [{timestamp, value}]}` (the original RTPM
     API's client reads that); `?format=object` wraps them with the query's range, step and
     aggregation."""
@@ -327,8 +331,8 @@ async def query_get(
     end_time: str,
     labels: str | None = Query(None, description="k=v,k2=v2 or a JSON object"),
     step: str | None = None,
-    aggregation: Aggregation | None = None,
-    group_by: str | None = Query(None, description="Comma-separated label names"),
+    aggregation: Aggregation | None = Query(None, description=seed_promql.AGGREGATION_DOC),
+    group_by: str | None = Query(None, description="Comma-separated label names. " + seed_promql.GROUP_BY_DOC),
 ) -> dict[str, Any]:
     """The same query from URL parameters (the original's locustfile sends `metric_name`,
     `start_time`, `end_time`, `labels=k=v`). Answers the object form with the series under

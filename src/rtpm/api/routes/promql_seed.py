@@ -1,8 +1,8 @@
 """The seed's query endpoints on the PromQL engine: `GET /api/v1/metrics/query/range` and
 `GET /api/v1/metrics/query/instant`.
 
-Either `query` (PromQL) or `metric_name` (+ `labels`, `aggregation`, `group_by`) which are
-translated to PromQL. Answers in the seed's shape:
+Either `query` (PromQL) or `metric_name` (+ `labels`, `aggregation`, `group_by`), the seed's
+query, translated to PromQL by `query/seed_promql.py` as for `POST /api/v1/metrics/query`. Answers in the seed's shape:
 `{"series": [{"labels": {...}, "data_points": [{"timestamp": RFC3339, "value": v}]}]}`.
 """
 
@@ -12,53 +12,21 @@ import math
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.params import duration_param, parse_labels_param, time_param
 from rtpm.api.routes.prometheus import check_range, make_engine
 from rtpm.errors import BadDataError
-from rtpm.model.labels import METRIC_NAME, is_valid_label_name, is_valid_metric_name
+from rtpm.model.labels import METRIC_NAME
 from rtpm.model.time import to_rfc3339
+from rtpm.query import seed_promql
 from rtpm.query.promql.engine import Result
 from rtpm.query.promql.values import RangeVec, Scalar, String, Vector
+from rtpm.query.seed_promql import Aggregation
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
-
-_AGGREGATIONS = {"sum", "avg", "min", "max", "count"}
-_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-
-
-def _quote(v: str) -> str:
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def to_promql(
-    metric_name: str, labels: dict[str, str], aggregation: str | None, group_by: list[str], window_ms: int
-) -> str:
-    """The seed's query form as PromQL."""
-    if not is_valid_metric_name(metric_name):
-        raise BadDataError(f"metric_name: {metric_name!r} is not a valid metric name")
-    for k in [*labels, *group_by]:
-        if not is_valid_label_name(k):
-            raise BadDataError(f"labels: {k!r} is not a valid label name")
-    matchers = ",".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
-    sel = f"{metric_name}{{{matchers}}}" if matchers else metric_name
-    by = f" by ({', '.join(group_by)})" if group_by else ""
-    if aggregation is None:
-        return sel
-    if aggregation in _AGGREGATIONS:
-        return f"{aggregation}{by} ({sel})"
-    if aggregation in _QUANTILES:
-        return f"quantile{by} ({_QUANTILES[aggregation]}, {sel})"
-    if aggregation == "rate":
-        window = f"{max(window_ms, 60_000) // 1000}s"
-        inner = f"rate({sel}[{window}])"
-        return f"sum{by} ({inner})" if group_by else inner
-    raise BadDataError(
-        f"aggregation: {aggregation!r} is not one of {sorted(_AGGREGATIONS | set(_QUANTILES) | {'rate'})}"
-    )
 
 
 def _value(v: float) -> float | str:
@@ -69,9 +37,10 @@ def _value(v: float) -> float | str:
     return v
 
 
-def _series(result: Result) -> list[dict[str, Any]]:
+def _series(result: Result, shift_ms: int = 0) -> list[dict[str, Any]]:
+    """`shift_ms`: subtracted from the evaluation times (the seed's buckets are reported at their start)."""
     v = result.value
-    steps = result.steps
+    steps = result.steps - shift_ms
     if isinstance(v, String):
         raise BadDataError("query: a string expression has no series")
     if isinstance(v, Scalar):
@@ -99,20 +68,16 @@ def _series(result: Result) -> list[dict[str, Any]]:
     ]
 
 
-def _query_text(
-    query: str | None,
+def _seed_form(
     metric_name: str | None,
     labels: str | None,
     aggregation: str | None,
     group_by: str | None,
-    window_ms: int,
-) -> str:
-    if query:
-        return query
+) -> tuple[str, dict[str, str], Aggregation, list[str] | None]:
     if not metric_name:
         raise BadDataError("query: give either query (PromQL) or metric_name")
-    groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
-    return to_promql(metric_name, parse_labels_param(labels), aggregation, groups, window_ms)
+    groups = None if group_by is None else [g.strip() for g in group_by.split(",") if g.strip()]
+    return metric_name, parse_labels_param(labels), seed_promql.parse_aggregation(aggregation), groups
 
 
 def _range_end(seed_value: str | None, seed_name: str, prom_value: str | None, prom_name: str) -> int:
@@ -136,26 +101,38 @@ async def query_range(
     query: str | None = None,
     metric_name: str | None = None,
     labels: str | None = None,
-    aggregation: str | None = None,
-    group_by: str | None = None,
+    aggregation: str | None = Query(None, description=seed_promql.AGGREGATION_DOC),
+    group_by: str | None = Query(None, description="Comma-separated label names. " + seed_promql.GROUP_BY_DOC),
     step: str | None = None,
 ) -> dict[str, Any]:
     """Range query through the PromQL engine; `step` defaults to 1/250 of the range (at least 1s).
-    The range is `start_time`/`end_time`, or `start`/`end` as Prometheus names them."""
+    The range is `start_time`/`end_time`, or `start`/`end` as Prometheus names them. With
+    `metric_name` (+ `labels`, `aggregation`, `group_by`) instead of `query`: the seed's bucketed
+    query, as `POST /api/v1/metrics/query` answers it (see `aggregation`); `query` in the answer
+    is its PromQL, one bucket of which ends at each step + step - 1ms."""
     start_ms = _range_end(start_time, "start_time", start, "start")
     end_ms = _range_end(end_time, "end_time", end, "end")
-    start, end = start_ms, end_ms
-    step_ms = duration_param(step, "step") if step else max(1000, (end - start) // 250)
-    check_range(start, end, step_ms, services.settings.limits.max_points_per_series)
-    text = _query_text(query, metric_name, labels, aggregation, group_by, step_ms)
-    with services.metrics.query.time("range"):
-        result = await make_engine(services).range(tenant, text, start, end, step_ms)
+    step_ms = duration_param(step, "step") if step else max(1000, (end_ms - start_ms) // 250)
+    check_range(start_ms, end_ms, step_ms, services.settings.limits.max_points_per_series)
+    engine = make_engine(services)
+    if query:
+        text, shift = query, 0
+        with services.metrics.query.time("range"):
+            result = await engine.range(tenant, text, start_ms, end_ms, step_ms)
+    else:
+        name, matchers, agg, groups = _seed_form(metric_name, labels, aggregation, group_by)
+        ev = seed_promql.buckets(name, matchers, agg, groups, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
+        text, shift = ev.promql, ev.shift_ms
+        with services.metrics.query.time("range"):
+            result = await engine.range(
+                tenant, text, ev.start_ms, ev.end_ms, ev.step_ms, samples_until_ms=ev.samples_until_ms
+            )
     return {
         "query": text,
-        "start_time": to_rfc3339(start),
-        "end_time": to_rfc3339(end),
+        "start_time": to_rfc3339(start_ms),
+        "end_time": to_rfc3339(end_ms),
         "step": step_ms / 1000,
-        "series": _series(result),
+        "series": _series(result, shift),
     }
 
 
@@ -166,13 +143,18 @@ async def query_instant(
     query: str | None = None,
     metric_name: str | None = None,
     labels: str | None = None,
-    aggregation: str | None = None,
-    group_by: str | None = None,
+    aggregation: str | None = Query(None, description=seed_promql.AGGREGATION_DOC),
+    group_by: str | None = Query(None, description="Comma-separated label names. " + seed_promql.GROUP_BY_DOC),
     time: str | None = None,
 ) -> dict[str, Any]:
-    """Instant query through the PromQL engine at `time` (default now)."""
+    """Instant query through the PromQL engine at `time` (default now). With `metric_name` instead
+    of `query`: the seed's aggregation over the 5 minutes up to `time` (see `aggregation`)."""
     t = time_param(time, "time", rfc3339=True) if time else round(services.clock() * 1000)
-    text = _query_text(query, metric_name, labels, aggregation, group_by, 300_000)
+    if query:
+        text = query
+    else:
+        name, matchers, agg, groups = _seed_form(metric_name, labels, aggregation, group_by)
+        text = seed_promql.window_ending(name, matchers, agg, groups, time_ms=t, window_ms=300_000).promql
     with services.metrics.query.time("instant"):
         result = await make_engine(services).instant(tenant, text, t)
     return {"query": text, "time": to_rfc3339(t), "series": _series(result)}

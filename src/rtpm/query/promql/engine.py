@@ -77,6 +77,7 @@ class _Query:
     deadline: float
     subquery_step_ms: int
     step_ms: int = 0  # the query's step; 0 for an instant query
+    samples_until_ms: int | None = None  # no sample after this is read (None: as far as the selectors reach)
     data: dict[int, Flat] = field(default_factory=dict)
     stale_free: dict[int, Flat] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -114,14 +115,19 @@ class Engine:
         *,
         lookback_ms: int | None = None,
         timeout_s: float | None = None,
+        samples_until_ms: int | None = None,
     ) -> Result:
+        """`samples_until_ms`: read no sample after this time (the seed's buckets end at the query's
+        end_time, `query/seed_promql.py`); None reads as far as the selectors reach, as Prometheus."""
         node = a.parse(query, step_ms=step_ms, range_ms=end_ms - start_ms)
         if node.type not in ("scalar", "vector"):
             raise QueryParseError(
                 f'invalid parameter "query": invalid expression type "{_type_name(node.type)}" for range query, '
                 "must be Scalar or instant Vector"
             )
-        return await self._run(tenant, node, start_ms, end_ms, step_ms, lookback_ms, timeout_s, is_range=True)
+        return await self._run(
+            tenant, node, start_ms, end_ms, step_ms, lookback_ms, timeout_s, is_range=True, until_ms=samples_until_ms
+        )
 
     async def _run(
         self,
@@ -134,6 +140,7 @@ class Engine:
         timeout_s: float | None,
         *,
         is_range: bool,
+        until_ms: int | None = None,
     ) -> Result:
         opts = self.options
         timeout = min(timeout_s, opts.timeout_s) if timeout_s else opts.timeout_s
@@ -144,6 +151,7 @@ class Engine:
             time.monotonic() + timeout,
             opts.subquery_step_ms,
             step_ms,
+            until_ms,
         )
         steps = np.arange(start_ms, end_ms + 1, max(step_ms, 1), dtype=np.int64)
         selectors: list[a.VectorSel] = []
@@ -166,14 +174,15 @@ class Engine:
         series = 0
         for sel in selectors:
             remaining = opts.max_samples - loaded
-            querier = self.storage.querier(tenant, sel.fetch_lo, sel.fetch_hi)
+            hi = sel.fetch_hi if q.samples_until_ms is None else min(sel.fetch_hi, q.samples_until_ms)
+            querier = self.storage.querier(tenant, sel.fetch_lo, hi)
             try:
                 found = await querier.select(sel.matchers, max_samples=remaining)
             except TooManySamples:
                 raise _too_many_samples(opts.max_samples) from None
             try:
                 hfound = await self.storage.histograms.select(
-                    tenant, sel.fetch_lo, sel.fetch_hi, sel.matchers, max_samples=remaining
+                    tenant, sel.fetch_lo, hi, sel.matchers, max_samples=remaining
                 )
             except TooManySamples:
                 raise _too_many_samples(opts.max_samples) from None
@@ -392,7 +401,9 @@ def _aggregate(node: a.Aggregate, steps: I64, q: _Query) -> Vector:
         done = histo.aggregate(node, vec, q)
         if done is not None:
             return dedupe(done)
-        vec = histo.floats_only(vec)  # type: ignore[assignment]
+        floats = histo.floats_only(vec)
+        assert isinstance(floats, Vector)
+        vec = floats
     param: F64 | str | None = None
     if node.param is not None:
         p = _eval(node.param, steps, q)
