@@ -4,8 +4,7 @@ a test can kill it exactly between two steps of the head engine's cut, which a k
 hits only by luck. Points:
 
 - `cut:after_chunks`: the cut's chunks are written, the cut not raised, no WAL record deleted;
-- `cut:mid_truncate`: the oldest half of the WAL records the cut removes are deleted, not the rest;
-- `cut:after_commit`: the cut is committed, the process's head not yet told.
+- `cut:mid_truncate`: the oldest half of the WAL records the cut removes are deleted, not the rest.
 
 Nothing happens when the variable is unset (always, outside tests)."""
 

@@ -211,7 +211,6 @@ class PostgresMaintenance:
                 )
                 _faults.reached("cut:mid_truncate")
             await conn.execute("DELETE FROM wal_records WHERE max_ts < $1", cutoff_ms)
-        _faults.reached("cut:after_commit")
         head.set_floor(cutoff_ms)
         return len(encoded), len(ts)
 

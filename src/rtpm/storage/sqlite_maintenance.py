@@ -226,7 +226,6 @@ class SqliteMaintenance:
         done = await self._s._write(run)
         if done is None:
             return 0, 0
-        _faults.reached("cut:after_commit")
         head.set_floor(cutoff_ms)
         return done
 
