@@ -162,15 +162,7 @@ class BatchBuilder:
             for t, value in zip(ts_ms, values, strict=True):
                 self.add(labels, t, value, index)
             return
-        b = self.batch
-        ref = b._index.get(labels)
-        if ref is None:
-            ref = len(b.series)
-            b._index[labels] = ref
-            b.series.append(labels)
-        b.refs.extend([ref] * len(ts_ms))
-        b.ts_ms.extend(ts_ms)
-        b.values.extend(values)
+        self.batch.extend(labels, ts_ms, values)
 
     def metadata(self, name: str, type_: MetricType, unit: str, help_text: str, index: int | None) -> None:
         found: list[Problem] = []

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import count, repeat
+from itertools import repeat
+from typing import cast
 
 from rtpm.errors import BadDataError
 from rtpm.ingest.batching import INVALID_SERIES, MISSING, PARSE_ERROR, BatchBuilder, Refused
@@ -555,10 +556,10 @@ class InfluxDecoder:
             return None
         db_key = db or ""
         known = self._single.get(db_key, {}) if not extra_labels else {}
-        labels_col = list(map(known.get, keys))
+        found_col = list(map(known.get, keys))
         fresh: dict[str, Labels] = {}
-        if None in labels_col:
-            for key in dict.fromkeys(k for k, found in zip(keys, labels_col, strict=True) if found is None):
+        if None in found_col:
+            for key in dict.fromkeys(k for k, found in zip(keys, found_col, strict=True) if found is None):
                 head, space, field = key.partition(" ")
                 if not space or not field or " " in field or "," in field or "=" in field:
                     return None  # several fields on a line, or not a line at all
@@ -569,20 +570,10 @@ class InfluxDecoder:
                 if made is None:
                     return None
                 fresh[key] = made
-            labels_col = [found or fresh[k] for k, found in zip(keys, labels_col, strict=True)]
-        batch = b.batch
-        ref_of = dict(zip(labels_col, count()))
-        if len(ref_of) == n:  # every line its own series: sample i is series i
-            batch.series = labels_col  # type: ignore[assignment]
-            batch._index = ref_of
-            batch.refs = list(range(n))
+            labels_col = [found or fresh[k] for k, found in zip(keys, found_col, strict=True)]
         else:
-            ref_of = dict(zip(ref_of, count()))
-            batch.series = list(ref_of)
-            batch._index = ref_of
-            batch.refs = list(map(ref_of.__getitem__, labels_col))
-        batch.ts_ms = ts_col
-        batch.values = values
+            labels_col = cast(list[Labels], found_col)  # no None in it
+        b.batch.append_columns(labels_col, ts_col, values)
         done = b.finish()
         if fresh and not extra_labels:
             if self._single_size + len(fresh) > self.cache_size:
@@ -656,7 +647,6 @@ class InfluxDecoder:
         known = self._known if not extra_labels else {}
         fresh: dict[tuple[str, str, str], Labels] = {}
         batch = b.batch
-        index, series_list = batch._index, batch.series
         ref_of: dict[tuple[str, str, str], int] = {}
         row_keys = list(zip(repeat(db or ""), heads, keys, strict=False))
         for key in dict.fromkeys(row_keys):
@@ -669,14 +659,8 @@ class InfluxDecoder:
                 if made is None:
                     return None
                 labels = fresh[key] = made
-            ref = index.get(labels)
-            if ref is None:
-                ref = index[labels] = len(series_list)
-                series_list.append(labels)
-            ref_of[key] = ref
-        batch.refs.extend(map(ref_of.__getitem__, row_keys))
-        batch.ts_ms.extend(ts_col)
-        batch.values.extend(values)
+            ref_of[key] = batch.ref(labels)
+        batch.append_refs(list(map(ref_of.__getitem__, row_keys)), ts_col, values)
         done = b.finish()
         if fresh and not extra_labels:
             self._remember(fresh)

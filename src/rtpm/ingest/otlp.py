@@ -411,7 +411,7 @@ class _Decoder:
         sample goes straight into the batch's columns. Any other point takes `number`."""
         b, known, fresh = self.b, self.known, self.fresh
         batch = b.batch
-        index, series_list = batch._index, batch.series
+        ref_of: dict[Labels, int] = {}  # this call's series -> their index in the batch
         refs, ts_col, values = batch.refs, batch.ts_ms, batch.values
         lo, hi = b.lo_ms, b.hi_ms
         common_key = tuple(common.items())
@@ -439,10 +439,9 @@ class _Decoder:
                 t, value, series = found
             if series is not None:
                 if lo <= t <= hi:
-                    ref = index.get(series)
+                    ref = ref_of.get(series)
                     if ref is None:
-                        ref = index[series] = len(series_list)
-                        series_list.append(series)
+                        ref = ref_of[series] = batch.ref(series)
                     refs.append(ref)
                     ts_col.append(t)
                     values.append(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,7 +40,12 @@ class MetricMetadata:
 @dataclass(slots=True)
 class WriteBatch:
     """Samples of one tenant, columnar: `series` holds each distinct label set once and
-    `refs[i]` points sample i at its series."""
+    `refs[i]` points sample i at its series.
+
+    Decoders fill it through its methods only: `add` (one sample), `extend` (many samples of one
+    series), `append_columns` (parallel columns, a label set per sample), or `ref` (a series' index,
+    added when new) followed by `append_refs` or appends to `refs`/`ts_ms`/`values` (the per-sample
+    loops that must not pay a call per sample). The label-set index is private to these methods."""
 
     tenant: str
     series: list[Labels] = field(default_factory=list)
@@ -81,6 +87,53 @@ class WriteBatch:
         self.refs.append(ref)
         self.ts_ms.append(ts_ms)
         self.values.append(value)
+
+    def extend(self, labels: Labels, ts_ms: Sequence[int], values: Sequence[float]) -> None:
+        """Many samples of one series (the columns appended in one go)."""
+        if len(ts_ms) != len(values):
+            raise ValueError("extend: ts_ms and values differ in length")
+        ref = self.ref(labels)
+        self.refs.extend([ref] * len(ts_ms))
+        self.ts_ms.extend(ts_ms)
+        self.values.extend(values)
+
+    def append_refs(self, refs: Sequence[int], ts_ms: Sequence[int], values: Sequence[float]) -> None:
+        """Samples as three parallel columns, each pointing at a series by its `ref()`."""
+        if not len(refs) == len(ts_ms) == len(values):
+            raise ValueError("append_refs: refs, ts_ms and values differ in length")
+        self.refs.extend(refs)
+        self.ts_ms.extend(ts_ms)
+        self.values.extend(values)
+
+    def append_columns(self, labels: Sequence[Labels], ts_ms: Sequence[int], values: Sequence[float]) -> None:
+        """Samples as three parallel columns: sample i is (labels[i], ts_ms[i], values[i]).
+
+        The series are indexed once per distinct label set; into an empty batch where every label
+        set is distinct (one line, one series: the usual shape of a scrape or an Influx body), the
+        columns are taken as they are."""
+        n = len(labels)
+        if not n == len(ts_ms) == len(values):
+            raise ValueError("append_columns: labels, ts_ms and values differ in length")
+        if not self.series:
+            ref_of = dict(zip(labels, range(n), strict=True))
+            if len(ref_of) == n:
+                self.series.extend(labels)
+                self._index = ref_of
+                self.refs.extend(range(n))
+            else:
+                ref_of = dict(zip(ref_of, range(len(ref_of)), strict=True))
+                self.series.extend(ref_of)
+                self._index = ref_of
+                self.refs.extend(map(ref_of.__getitem__, labels))
+        else:
+            index, series = self._index, self.series
+            for ls in dict.fromkeys(labels):
+                if ls not in index:
+                    index[ls] = len(series)
+                    series.append(ls)
+            self.refs.extend(map(index.__getitem__, labels))
+        self.ts_ms.extend(ts_ms)
+        self.values.extend(values)
 
     def __len__(self) -> int:
         """Samples: floats and histograms (exemplars are not samples)."""
