@@ -20,7 +20,7 @@ from rtpm.api.auth import ACCESS_ATTR, AccessRule, authenticate, client_ip
 from rtpm.api.ws_server import ABORT_EXTENSION, WRITER_EXTENSION
 from rtpm.bootstrap import Services
 from rtpm.errors import AuthError, BadDataError, NotFoundError, OverloadedError, RateLimited, RtpmError
-from rtpm.realtime.hub import ALERTS_READ, METRICS_READ, CloseFn, ConnectionHub, LiveConnection
+from rtpm.realtime.hub import CloseFn, ConnectionHub, LiveConnection
 from rtpm.realtime.protocol import (
     ProtocolLimits,
     Subscribe,
@@ -30,6 +30,7 @@ from rtpm.realtime.protocol import (
     error_message,
     parse_client_message,
 )
+from rtpm.security.scopes import ALERTS_READ, METRICS_READ
 
 router = APIRouter(tags=["live"])
 log = structlog.get_logger("rtpm.api.ws")
