@@ -72,6 +72,15 @@ class RollupRows:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RollupRead:
+    """What `Querier.rollups` answers: the rollup rows of the matching series for the buckets from
+    the querier's start up to `complete_until`, exactly what the samples there would give."""
+
+    complete_until: int
+    series: list[tuple[tuple[tuple[str, str], ...], RollupRows]]  # (labels, rows) per series
+
+
 def empty() -> RollupRows:
     i, f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     return RollupRows(i, i, f, f, f, i, f, i, f, f)

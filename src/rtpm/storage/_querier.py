@@ -10,10 +10,12 @@ import numpy as np
 
 from rtpm.errors import TooManySamples
 from rtpm.model.labels import Labels, Matcher
+from rtpm.model.rollups import RollupRead
 from rtpm.model.samples import LatestSample, Series, SeriesStats
 from rtpm.storage import chunks
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.head import HeadLog
+from rtpm.storage.maintenance import LATE_ROLLUP, MaintenanceStore
 
 Loaded = dict[int, tuple[I64, F64]]
 
@@ -26,11 +28,19 @@ def too_many_samples(limit: int | None) -> TooManySamples:
 class MergedQuerier:
     """Base of SqliteQuerier and PostgresQuerier: reads of one tenant within [start_ms, end_ms]."""
 
-    def __init__(self, tenant: str, start_ms: int, end_ms: int, head: HeadLog | None = None) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        start_ms: int,
+        end_ms: int,
+        head: HeadLog | None = None,
+        maintenance: MaintenanceStore | None = None,
+    ) -> None:
         self.tenant = tenant
         self.start_ms = start_ms
         self.end_ms = end_ms
         self._head = head
+        self._maintenance = maintenance  # where the rollups are (None: no rollup reads)
 
     # -- primitives, one implementation per backend ---------------------------------------------
 
@@ -143,6 +153,27 @@ class MergedQuerier:
                 )
             )
         return out
+
+    async def rollups(self, matchers: Sequence[Matcher], resolution_ms: int) -> RollupRead | None:
+        store = self._maintenance
+        if store is None:
+            return None
+        rolled = await store.get_watermark("rolled_up_until")
+        if rolled is None:
+            return None
+        lo = self.start_ms
+        until = min(rolled, self.end_ms + 1)
+        until -= until % resolution_ms  # coarser buckets are complete up to a bucket edge
+        if until <= lo:
+            return RollupRead(lo, [])
+        found = await self._find(matchers)
+        ids = [sid for sid, _ in found]
+        if not ids:
+            return RollupRead(until, [])
+        if await store.has_late_writes(LATE_ROLLUP, ids, lo, until):
+            return None
+        loaded = await store.load_rollups(resolution_ms, ids, lo, until)
+        return RollupRead(until, [(labels, loaded[sid]) for sid, labels in found if sid in loaded and len(loaded[sid])])
 
 
 def latest_of(candidates: dict[int, list[tuple[int, float]]]) -> dict[int, tuple[int, float]]:

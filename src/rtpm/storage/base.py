@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rtpm.model.labels import Labels, Matcher
+from rtpm.model.rollups import RollupRead
 from rtpm.model.samples import LatestSample, MetricInfo, MetricMetadata, Series, SeriesStats, WriteBatch
 from rtpm.storage.alert_store import AlertStore
 from rtpm.storage.auth_base import AuthStore
@@ -45,6 +46,13 @@ class Querier(Protocol):
 
     async def stats(self, matchers: Sequence[Matcher]) -> list[SeriesStats]:
         """count, sum, min, max, first and last timestamp per matching series in range."""
+        ...
+
+    async def rollups(self, matchers: Sequence[Matcher], resolution_ms: int) -> RollupRead | None:
+        """A read hint for the query engine: the rollups at `resolution_ms` (`start_ms` on its grid)
+        of the buckets wholly in range that are complete, i.e. rolled up with no late sample
+        waiting to be rolled up again; those buckets end at `complete_until`. None when the
+        backend keeps no rollups or some bucket in range has late samples not rolled up yet."""
         ...
 
 

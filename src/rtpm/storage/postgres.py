@@ -591,7 +591,7 @@ def _decode_raw(rows: list[asyncpg.Record]) -> dict[int, tuple[I64, F64]]:
 
 class PostgresQuerier(MergedQuerier):
     def __init__(self, storage: PostgresStorage, tenant: str, start_ms: int, end_ms: int) -> None:
-        super().__init__(tenant, start_ms, end_ms, storage._headlog)
+        super().__init__(tenant, start_ms, end_ms, storage._headlog, storage.maintenance)
         self._s = storage
         self._chosen = False
         self._pool: asyncpg.Pool | None = None  # where this querier reads: one replica, or the primary

@@ -378,7 +378,7 @@ def _sample_value(value: float | None, nan_bits: int | None) -> float:
 
 class SqliteQuerier(MergedQuerier):
     def __init__(self, storage: SqliteStorage, tenant: str, start_ms: int, end_ms: int) -> None:
-        super().__init__(tenant, start_ms, end_ms, storage._headlog)
+        super().__init__(tenant, start_ms, end_ms, storage._headlog, storage.maintenance)
         self._s = storage
 
     async def _find(self, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from rtpm.errors import QueryError, QueryParseError, QueryTimeout, TooManySamples
 from rtpm.model.labels import is_valid_label_name
-from rtpm.query.promql import aggregations, binops
+from rtpm.query.promql import aggregations, binops, rollup_hint
 from rtpm.query.promql import ast as a
 from rtpm.query.promql import histograms as histo
 from rtpm.query.promql.calls import call
@@ -67,6 +67,7 @@ class Result:
     load_seconds: float = 0.0
     eval_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # PromQL annotations (mixed histograms and floats...)
+    rollup_rows: int = 0  # rollup rows read in place of samples (query/promql/rollup_hint.py), in samples_loaded
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class _Query:
     subquery_step_ms: int
     step_ms: int = 0  # the query's step; 0 for an instant query
     samples_until_ms: int | None = None  # no sample after this is read (None: as far as the selectors reach)
+    hints: dict[int, rollup_hint.Hint] = field(default_factory=dict)  # by id() of the call, read hints
     data: dict[int, Flat] = field(default_factory=dict)
     stale_free: dict[int, Flat] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -156,24 +158,40 @@ class Engine:
         steps = np.arange(start_ms, end_ms + 1, max(step_ms, 1), dtype=np.int64)
         selectors: list[a.VectorSel] = []
         _plan(node, start_ms, end_ms, q, selectors)
+        hints: list[rollup_hint.Hint] = []
+        rollup_hint.find(node, start_ms, step_ms, len(steps), hints)
+        q.hints = {id(h.call): h for h in hints}
         try:
             async with asyncio.timeout(timeout):
                 t0 = time.perf_counter()
-                loaded = await self._load(tenant, selectors, q)
+                loaded = await self._load(tenant, selectors, q, steps)
                 t1 = time.perf_counter()
                 value = await asyncio.to_thread(_evaluate, node, steps, q)
                 t2 = time.perf_counter()
         except TimeoutError:
             raise QueryTimeout("query timed out in expression evaluation") from None
         rtype = node.type
-        return Result(rtype, value, steps, loaded, t1 - t0, t2 - t1, q.warnings)
+        rollup_rows = sum(sum(len(r) for _, r in h.read.series) for h in hints if h.read is not None)
+        return Result(rtype, value, steps, loaded, t1 - t0, t2 - t1, q.warnings, rollup_rows)
 
-    async def _load(self, tenant: str, selectors: list[a.VectorSel], q: _Query) -> int:
+    async def _load(self, tenant: str, selectors: list[a.VectorSel], q: _Query, steps: I64) -> int:
         opts = self.options
         loaded = 0
         series = 0
+        hinted = {id(h.sel): h for h in q.hints.values()}
         for sel in selectors:
             remaining = opts.max_samples - loaded
+            hint = hinted.get(id(sel))
+            from_rollups = 0
+            if hint is not None:
+                from_rollups = await self._load_rollups(tenant, hint, q, steps, remaining)
+                if hint.read is not None:
+                    loaded += from_rollups
+                    series += len(hint.read.series)
+                    remaining -= from_rollups
+                    if hint.steps == len(steps):  # every window from rollups: no samples needed
+                        q.data[id(sel)] = Flat.of([])
+                        continue
             hi = sel.fetch_hi if q.samples_until_ms is None else min(sel.fetch_hi, q.samples_until_ms)
             querier = self.storage.querier(tenant, sel.fetch_lo, hi)
             try:
@@ -186,7 +204,7 @@ class Engine:
                 )
             except TooManySamples:
                 raise _too_many_samples(opts.max_samples) from None
-            series += len(found) + len(hfound)
+            series += max(0, len(found) + len(hfound) - (len(hint.read.series) if hint and hint.read else 0))
             if series > opts.max_series:
                 raise QueryError(
                     f"query selects more than {opts.max_series} series (max_query_series) at {sel.text}; "
@@ -198,6 +216,36 @@ class Engine:
                 raise _too_many_samples(opts.max_samples)
             q.data[id(sel)] = flat
         return loaded
+
+    async def _load_rollups(self, tenant: str, hint: rollup_hint.Hint, q: _Query, steps: I64, remaining: int) -> int:
+        """Ask the querier for the rollups of the hinted call's windows; on an answer, set
+        `hint.read` and `hint.steps` (the first steps whose windows it covers) and narrow the
+        selector's sample read to the other steps' windows. Returns the rollup rows read."""
+        sel = hint.sel
+        ends = steps - sel.offset_ms
+        lo = int(ends[0]) + 1 - hint.range_ms
+        hi = int(ends[-1]) if q.samples_until_ms is None else min(int(ends[-1]), q.samples_until_ms)
+        if hi < lo:
+            return 0
+        read = await self.storage.querier(tenant, lo, hi).rollups(sel.matchers, hint.resolution_ms)
+        if read is None:
+            return 0
+        covered = int(np.searchsorted(ends + 1, read.complete_until, "right"))  # windows ending before it
+        if covered == 0:
+            return 0
+        last = int(ends[covered - 1])
+        try:
+            if await self.storage.histograms.select(tenant, lo, last, sel.matchers, max_samples=remaining):
+                return 0  # rollups hold float samples only
+        except TooManySamples:
+            raise _too_many_samples(self.options.max_samples) from None
+        rows = sum(len(r) for _, r in read.series)
+        if rows > remaining:
+            raise _too_many_samples(self.options.max_samples)
+        hint.read, hint.steps = read, covered
+        if covered < len(steps):
+            sel.fetch_lo = int(ends[covered]) - hint.range_ms
+        return rows
 
 
 def _too_many_samples(limit: int) -> TooManySamples:
@@ -314,9 +362,28 @@ def _eval(node: a.Node, steps: I64, q: _Query) -> Value:
     if isinstance(node, a.Aggregate):
         return _aggregate(node, steps, q)
     if isinstance(node, a.Call):
+        hint = q.hints.get(id(node))
+        if hint is not None and hint.read is not None:
+            return dedupe(_from_rollups(node, hint, steps, q))
         out = call(node, steps, q, _eval)
         return dedupe(out) if isinstance(out, Vector) else out
     raise QueryError(f"cannot evaluate {type(node).__name__}")
+
+
+def _from_rollups(node: a.Call, hint: rollup_hint.Hint, steps: I64, q: _Query) -> Vector:
+    """A hinted call: its first `hint.steps` steps from rollups, the others from samples."""
+    covered = hint.steps
+    head = rollup_hint.evaluate(hint, steps[:covered] - hint.sel.offset_ms)
+    if covered == len(steps):
+        return head
+    tail = call(node, steps[covered:], q, _eval)
+    assert isinstance(tail, Vector)
+    t = len(steps)
+    values = np.full((len(head) + len(tail), t), np.nan)
+    present = np.zeros((len(head) + len(tail), t), dtype=bool)
+    values[: len(head), :covered], present[: len(head), :covered] = head.values, head.present
+    values[len(head) :, covered:], present[len(head) :, covered:] = tail.values, tail.present
+    return Vector([*head.labels, *tail.labels], values, present)
 
 
 def _subquery(node: a.Subquery, steps: I64, q: _Query) -> RangeVec:
