@@ -79,7 +79,7 @@ def load_prometheus(url: str, now_ms: int) -> None:
     import cramjam
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.promql.difftest_data import encode_write_request
+    from tests.e2e.promql.difftest_data import encode_write_request
 
     data, ts = series_data(now_ms)
     slice_n = 40  # 10 minutes per request, every series

@@ -4,7 +4,7 @@
     python scripts/gen_env_example.py           # rewrite .env.example
     python scripts/gen_env_example.py --check   # exit 1 when .env.example is out of date
 
-tests/ops/test_deploy.py fails when the file and the model disagree.
+tests/unit/test_deploy.py fails when the file and the model disagree.
 """
 
 from __future__ import annotations

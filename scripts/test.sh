@@ -19,8 +19,8 @@ fi
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
-command -v vmagent >/dev/null 2>&1 || need+=(victoria-metrics)   # vmagent remote-writing (tests/ingest/test_vmagent.py)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests of the web UI (tests/ui)
+command -v vmagent >/dev/null 2>&1 || need+=(victoria-metrics)   # vmagent remote-writing (tests/e2e/ingest/test_vmagent.py)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests of the web UI (tests/e2e/ui)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]}"
   apt-get update -qq >/dev/null 2>&1 || true

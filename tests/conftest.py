@@ -1,6 +1,12 @@
 """Shared fixtures. Integration fixtures read RTPM_TEST_POSTGRES_DSN and RTPM_TEST_REDIS_URL
 (defaults: the local servers); when one is unreachable the tests that need it skip locally and
-fail under CI=true."""
+fail under CI=true.
+
+The layout: `unit/` mirrors `src/rtpm/` (in process, SQLite at most), `conformance/` runs the
+storage contract on both backends, `integration/` runs our code in process against real
+PostgreSQL, Redis or Celery, `e2e/` drives `rtpm serve` subprocesses and real peers (Prometheus,
+vmagent, Alertmanager, the OpenTelemetry SDK, Chromium). Everything under `integration/` and
+`e2e/` is marked `integration`, so the quick loop `-m "not integration and not slow"` leaves it out."""
 
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ from rtpm.settings import Settings
 from rtpm.storage.base import Storage
 from tests._server import RtpmServer
 
+# Fixture sets shared across the layout (unit/, integration/, e2e/): an in-process app with a granted
+# client, a pusher with read-back helpers, an app with auth on and API keys of chosen scopes.
+pytest_plugins = ["tests._app", "tests._keys", "tests._pusher"]
+
 PG_DSN = os.environ.get("RTPM_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTPM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -34,6 +44,18 @@ def _per_worker_redis(url: str) -> str:
 
 
 REDIS_URL = _per_worker_redis(REDIS_URL)
+_SERVER_DIRS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under integration/ and e2e/ need servers: mark them `integration` by where they live."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.path)).relative_to(root).parts
+        if parts and parts[0] in _SERVER_DIRS:
+            item.add_marker(pytest.mark.integration)
+
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

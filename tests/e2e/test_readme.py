@@ -51,7 +51,7 @@ NOT_RUN = {
     "./scripts/start.sh": "starts the server on port 8000; the test starts `rtpm serve` itself (what start.sh runs)",
     "./scripts/test.sh": "runs this very test suite",
     "postgresql://rtpm@db.example": "a second server on an example PostgreSQL host (PostgreSQL is run by tests/e2e)",
-    "docker compose up": "needs Docker (tests/ops/test_deploy.py checks the compose file)",
+    "docker compose up": "needs Docker (tests/unit/test_deploy.py checks the compose file)",
     "python bench/ingest.py": "starts servers of its own and a 2 M-sample benchmark",
 }
 

@@ -15,7 +15,7 @@ from tests._auth import bearer, create_key
 
 
 def test_off_by_default(settings_factory: Callable[..., Settings]) -> None:
-    # (that every route but the public ones answers 401 without a credential: tests/security/test_authz_matrix.py)
+    # (that every route but the public ones answers 401 without a credential: tests/unit/api/test_authz_matrix.py)
     settings = settings_factory()
     assert settings.auth.anonymous_role is None
     assert "ANONYMOUS" not in login_hint(settings)
