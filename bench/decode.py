@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import encode_remote_write, make_series, sample_stream  # noqa: E402
+
 from rtpm.ingest import remote_write  # noqa: E402
 from rtpm.ingest.compression import decompress  # noqa: E402
 from rtpm.ingest.remote_write import RemoteWriteDecoder  # noqa: E402
