@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite, PostgreSQL and Redis included.
 #   ./scripts/test.sh                 everything
-#   ./scripts/test.sh -m "not integration"   the quick inner loop (no servers, no subprocesses)
+#   ./scripts/test.sh -m "not integration and not slow"   THE INNER LOOP (no servers, no subprocesses, no fuzzing)
+#   ./scripts/test.sh -m "not integration"   the same plus the slow tests (schemathesis, start-up refusals)
 # Extra arguments go to pytest. Tests run in RTPM_TEST_WORKERS processes (default 2, pytest-xdist,
 # one test file per process at a time; 0 runs them in this process): most tests wait on servers
 # they started, so two processes overlap the waiting.

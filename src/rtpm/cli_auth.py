@@ -138,7 +138,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, actions[args.action])
 
 
-def add_auth_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_auth_commands(sub: argparse._SubParsersAction) -> None:
     roles = sorted(ROLE_SCOPES)
     users = sub.add_parser("users", help="manage users (login with user name and password)")
     uact = users.add_subparsers(dest="action", required=True)

@@ -66,7 +66,7 @@ async def _heartbeat_problem(settings: Settings) -> str | None:
     storage = make_storage(settings)
     try:
         await storage.connect() if hasattr(storage, "connect") else await storage.open()
-        beats = {b.runner: b for b in await storage.alerts.heartbeats()}  # type: ignore[attr-defined]
+        beats = {b.runner: b for b in await storage.alerts.heartbeats()}
     finally:
         await storage.close()
     beat = beats.get("celery")

@@ -24,7 +24,7 @@ from rtpm.alerts.templating import expand
 from rtpm.errors import RtpmError
 from rtpm.model.alerts import Alert, AlertRule, AlertState, label_fingerprint
 from rtpm.model.labels import METRIC_NAME
-from rtpm.model.samples import STALE_NAN
+from rtpm.model.stale import STALE_NAN
 
 if TYPE_CHECKING:
     from rtpm.storage.alert_store import AlertStore

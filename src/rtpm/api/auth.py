@@ -227,9 +227,9 @@ def _rules(dependant: Dependant) -> list[AccessRule]:
 
 def access_rule(route: Any) -> AccessRule | None:
     """The rule a route declared (the strictest if several), or None when it declared none."""
-    cached = getattr(route, "_rtpm_access_rule", False)
-    if cached is not False:
-        return cached  # type: ignore[no-any-return]
+    cached = getattr(route, "_rtpm_access_rule", False)  # False: not looked up yet
+    if cached is None or isinstance(cached, AccessRule):
+        return cached
     dependant = getattr(route, "dependant", None)
     rules = _rules(dependant) if dependant is not None else []
     original = getattr(route, "original_route", None)
@@ -292,7 +292,7 @@ def iter_routes(routes: Any) -> list[RouteAccess]:
         elif isinstance(route, APIWebSocketRoute):
             out.append(RouteAccess(route.path, frozenset({"WS"}), access_rule(route), route))
         elif isinstance(route, APIRoute):
-            out.append(RouteAccess(route.path, frozenset(route.methods), access_rule(route), route))
+            out.append(RouteAccess(route.path, frozenset(route.methods or ()), access_rule(route), route))
         else:
             out.append(RouteAccess(getattr(route, "path", "?"), frozenset(), None, route))
     return out

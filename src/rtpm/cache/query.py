@@ -148,7 +148,7 @@ class RedisResultStore:
         except Exception as exc:  # redis.RedisError, OSError, timeouts: step aside
             self._failed(exc)
             return None
-        return bytes(value) if value is not None else None
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         if not self.available:

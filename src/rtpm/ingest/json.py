@@ -94,13 +94,14 @@ def _check_item(
         problems.append(Problem(sorted(unknown)[0], "unknown field", i))
     name = item.get("name")
     validator.metric_name(name, problems, i)
-    value = item.get("value")
-    if isinstance(value, str) and value.strip().lower() in _SPECIAL_VALUES:
-        value = _SPECIAL_VALUES[value.strip().lower()]
-    elif isinstance(value, bool) or not isinstance(value, int | float):
+    raw_value = item.get("value")
+    value = 0.0
+    if isinstance(raw_value, str) and raw_value.strip().lower() in _SPECIAL_VALUES:
+        value = _SPECIAL_VALUES[raw_value.strip().lower()]
+    elif isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
         problems.append(Problem("value", 'required, must be a number (or "NaN", "+Inf", "-Inf")', i))
     else:
-        value = float(value)
+        value = float(raw_value)
     raw_ts = item.get("timestamp")
     if raw_ts is None:
         ts_ms = now_ms
@@ -129,7 +130,7 @@ def _check_item(
     assert isinstance(name, str) and labels is not None
     canonical = validator.intern(make_labels(name, labels))
     validator.remember_series((name, *raw_labels.items()) if raw_labels else (name,), canonical)
-    batch.add(canonical, ts_ms, value)  # type: ignore[arg-type]
+    batch.add(canonical, ts_ms, value)
     if md_type is not None or unit or help_text:
         metadata[name] = MetricMetadata(
             name, MetricType(md_type) if md_type else MetricType.UNKNOWN, unit or "", help_text or ""

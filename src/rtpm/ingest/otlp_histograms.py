@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtpm.model.histograms import MAX_SCHEMA, MIN_SCHEMA, Exemplar, Histogram
-from rtpm.model.samples import STALE_NAN
+from rtpm.model.stale import STALE_NAN
 
 ZERO_THRESHOLD = 1e-128
 

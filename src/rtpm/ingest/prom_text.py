@@ -148,8 +148,8 @@ def _decode(
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
-        raise BadDataError(f"line {line}: not valid UTF-8") from None
+        bad_line = body.count(b"\n", 0, exc.start) + 1
+        raise BadDataError(f"line {bad_line}: not valid UTF-8") from None
     b = BatchBuilder(tenant=tenant, validator=validator, where="line", extra_labels=extra_labels)
     errors: list[dict[str, object]] = []
     error_count = 0

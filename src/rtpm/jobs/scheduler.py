@@ -19,13 +19,22 @@ import structlog
 
 from rtpm.errors import RtpmError
 from rtpm.jobs.maintenance import JobResult
-from rtpm.jobs.registry import JOBS
+from rtpm.jobs.registry import JOBS, Job
 from rtpm.settings import MaintenanceSettings
 from rtpm.storage.maintenance import MaintenanceStore
 
 log = structlog.get_logger("rtpm.jobs")
 
 JobObserver = Callable[[str, float, bool], None]  # job name, seconds, succeeded
+
+
+def _bound(job: Job, store: MaintenanceStore, opts: MaintenanceSettings) -> Callable[[int], Awaitable[JobResult]]:
+    """`job.run` with its store and settings: a function of the time only."""
+
+    def run(now_ms: int) -> Awaitable[JobResult]:
+        return job.run(store, now_ms, opts)
+
+    return run
 
 
 @dataclass
@@ -68,7 +77,7 @@ class EmbeddedScheduler:
         self._task: asyncio.Task[None] | None = None
         self._jobs: dict[str, JobState] = {}
         for name, job in JOBS.items():
-            self.add(name, job.interval(opts), lambda now_ms, j=job: j.run(store, now_ms, opts))
+            self.add(name, job.interval(opts), _bound(job, store, opts))
 
     def add(self, name: str, interval_seconds: float, run: Callable[[int], Awaitable[JobResult | None]]) -> None:
         self._jobs[name] = JobState(interval_seconds, run)

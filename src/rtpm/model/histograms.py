@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, getcontext
-from typing import NamedTuple
+
+from rtpm.model.stale import is_stale_nan
 
 CUSTOM_BUCKETS_SCHEMA = -53
 MIN_SCHEMA = -4
@@ -87,7 +88,8 @@ def bucket_bound(idx: int, schema: int, custom: tuple[float, ...]) -> float:
     return exponential_bound(idx, schema)
 
 
-class Bucket(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Bucket:
     lower: float
     upper: float
     lower_inclusive: bool
@@ -196,8 +198,6 @@ class Histogram:
         return None
 
     def is_stale(self) -> bool:
-        from rtpm.model.samples import is_stale_nan
-
         return self.sum != self.sum and is_stale_nan(self.sum)
 
     # -- bucket iteration ----------------------------------------------------------------------
@@ -215,9 +215,9 @@ class Histogram:
     def _clamped(self, b: Bucket) -> Bucket:
         zt = self.zero_threshold
         if b.upper < 0 and b.upper > -zt:
-            return b._replace(upper=-zt)
+            return replace(b, upper=-zt)
         if b.lower > 0 and b.lower < zt:
-            return b._replace(lower=zt)
+            return replace(b, lower=zt)
         return b
 
     def buckets(self) -> Iterator[Bucket]:

@@ -61,15 +61,14 @@ class RollupRows:
         if not rows:
             return empty()
         cols = list(zip(*rows, strict=True))
-        ints = {0, 1, 5, 7}
-        return cls(
-            *(
-                np.array(c, dtype=np.int64)
-                if i in ints
-                else np.array([np.nan if x is None else x for x in c], dtype=np.float64)
-                for i, c in enumerate(cols)
-            )
-        )
+
+        def ints(i: int) -> I64:
+            return np.array(cols[i], dtype=np.int64)
+
+        def floats(i: int) -> F64:  # a NULL reads as NaN
+            return np.array([np.nan if x is None else x for x in cols[i]], dtype=np.float64)
+
+        return cls(ints(0), ints(1), floats(2), floats(3), floats(4), ints(5), floats(6), ints(7), floats(8), floats(9))
 
 
 @dataclass(frozen=True, slots=True)

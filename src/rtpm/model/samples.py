@@ -11,14 +11,9 @@ import numpy.typing as npt
 
 from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels
-
-# Prometheus' staleness marker: a NaN with this exact bit pattern.
-STALE_NAN_BITS = 0x7FF0000000000002
-STALE_NAN: float = float(np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0])
-
-
-def is_stale_nan(value: float) -> bool:
-    return bool(np.array([value], dtype=np.float64).view(np.uint64)[0] == STALE_NAN_BITS)
+from rtpm.model.stale import STALE_NAN as STALE_NAN  # re-exported: the staleness marker's older home
+from rtpm.model.stale import STALE_NAN_BITS as STALE_NAN_BITS
+from rtpm.model.stale import is_stale_nan as is_stale_nan
 
 
 class MetricType(StrEnum):

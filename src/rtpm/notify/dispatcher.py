@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from rtpm.alerts.evaluator import Notification
-from rtpm.notify.receivers import DeliveryError, Receiver
+from rtpm.notify.receivers.base import DeliveryError, Receiver
 
 if TYPE_CHECKING:
     from rtpm.metrics import AlertMetrics

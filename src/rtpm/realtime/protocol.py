@@ -121,7 +121,7 @@ def parse_client_message(text: str | bytes, limits: ProtocolLimits) -> ClientMes
 def _parse_kind(raw: Any, where: str) -> Kind:
     if raw not in KINDS:
         raise BadDataError(f"{where}: expected 'metrics' or 'alerts', got {raw!r}")
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
 def _parse_id(raw: Any) -> str:

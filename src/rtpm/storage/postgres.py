@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import asyncpg
 import numpy as np
@@ -60,6 +60,13 @@ from rtpm.storage.postgres_maintenance import PostgresMaintenance
 from rtpm.storage.postgres_sql import PostgresExecutor
 
 log = structlog.get_logger("rtpm.storage")
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A connection as our code holds one: a pool's proxy (asyncpg's stubs type it apart from Connection)
+    # or, for a direct connect, the Connection itself.
+    Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
 
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"
@@ -194,7 +201,7 @@ class PostgresStorage:
         }
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self) -> AsyncIterator[Conn]:
         if self._pool is None:
             await self.connect()
         assert self._pool is not None
@@ -202,7 +209,7 @@ class PostgresStorage:
             yield conn
 
     @asynccontextmanager
-    async def _read_conn(self, pool: asyncpg.Pool | None) -> AsyncIterator[asyncpg.Connection]:
+    async def _read_conn(self, pool: asyncpg.Pool | None) -> AsyncIterator[Conn]:
         """A connection of `pool` (a replica's, from `_read_pool()`), or of the primary for None."""
         if pool is None:
             async with self._conn() as conn:
@@ -240,7 +247,7 @@ class PostgresStorage:
         return None
 
     @asynccontextmanager
-    async def _acquire(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async def _acquire(self, pool: asyncpg.Pool) -> AsyncIterator[Conn]:
         try:
             async with pool.acquire(timeout=self._connect_timeout) as conn:
                 try:
@@ -416,9 +423,7 @@ class PostgresStorage:
             await self._headlog.after_commit(record)
         return len(flat) + sum(len(b.h_ts_ms) for b in batches)
 
-    async def _insert_rows(
-        self, conn: asyncpg.Connection, flat: FlatSamples, now_ms: int, *, all_late: bool = False
-    ) -> None:
+    async def _insert_rows(self, conn: Conn, flat: FlatSamples, now_ms: int, *, all_late: bool = False) -> None:
         """The row-per-sample path (the rows engine, and back-fill older than the head, which is
         late by definition: its windows may be compacted already)."""
         await self._insert_samples(conn, flat)
@@ -455,7 +460,7 @@ class PostgresStorage:
         return cut, records
 
     @staticmethod
-    async def _insert_samples(conn: asyncpg.Connection, flat: FlatSamples) -> None:
+    async def _insert_samples(conn: Conn, flat: FlatSamples) -> None:
         """Binary COPY, the fast path (new samples, the common case). When a (series, ts) is
         already stored (a retried batch, an overwrite), the COPY fails as a whole at a savepoint
         and the batch goes in again as an upsert, so the last written value wins."""
@@ -535,9 +540,7 @@ class PostgresStorage:
         async with self._conn() as conn:
             return await self._matching_series(conn, tenant, matchers)
 
-    async def _matching_series(
-        self, conn: asyncpg.Connection, tenant: str, matchers: Sequence[Matcher]
-    ) -> list[tuple[int, Labels]]:
+    async def _matching_series(self, conn: Conn, tenant: str, matchers: Sequence[Matcher]) -> list[tuple[int, Labels]]:
         name = equal_metric_name(matchers)
         if name is not None:
             rows = await conn.fetch("SELECT id, labels::text FROM series WHERE tenant = $1 AND name = $2", tenant, name)
@@ -597,7 +600,7 @@ class PostgresQuerier(MergedQuerier):
         self._pool: asyncpg.Pool | None = None  # where this querier reads: one replica, or the primary
 
     @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _reader(self) -> AsyncIterator[Conn]:
         """Every read of one querier goes to the same place, chosen at its first read."""
         if not self._chosen:
             self._pool = await self._s._read_pool()
@@ -615,11 +618,14 @@ class PostgresQuerier(MergedQuerier):
         `limit` samples from each part are read before the query is refused."""
         cap = _NO_LIMIT if limit is None else limit
         parts = [ids] if len(ids) < _PARALLEL_MIN_SERIES else [ids[: len(ids) // 2], ids[len(ids) // 2 :]]
-        results = await asyncio.gather(self._chunk_blobs(ids, cap), *(self._raw(part, cap) for part in parts))
-        blobs, in_chunks = results[0]
+        chunk_read, *raw_reads = await asyncio.gather(
+            self._chunk_blobs(ids, cap), *(self._raw(part, cap) for part in parts)
+        )
+        # gather of two kinds of result types them as their join; each is what its coroutine returns
+        blobs, in_chunks = cast(tuple[dict[int, list[tuple[bytes, bytes]]], int], chunk_read)
         raw: dict[int, tuple[I64, F64]] = {}
         total = in_chunks
-        for part, n in results[1:]:
+        for part, n in cast(list[tuple[dict[int, tuple[I64, F64]], int]], raw_reads):
             raw.update(part)
             total += n
         if total > cap:

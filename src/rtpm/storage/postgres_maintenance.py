@@ -378,7 +378,7 @@ class PostgresMaintenance:
                     "SELECT name, COUNT(*) FROM series GROUP BY name ORDER BY 2 DESC, 1 LIMIT $1", top
                 )
                 raw = await conn.fetchval("SELECT COUNT(*) FROM samples")
-                chunk_samples, chunk_count = await conn.fetchrow("SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks")
+                chunk_row = await conn.fetchrow("SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks")
                 rollup_rows = await conn.fetch("SELECT resolution_ms, COUNT(*) FROM rollups GROUP BY 1")
             else:
                 series = await conn.fetchval("SELECT COUNT(*) FROM series WHERE tenant = $1", tenant)
@@ -387,14 +387,16 @@ class PostgresMaintenance:
                     tenant,
                     top,
                 )
-                ids = "(SELECT id FROM series WHERE tenant = $1)"
-                raw = await conn.fetchval(f"SELECT COUNT(*) FROM samples WHERE series_id IN {ids}", tenant)
-                chunk_samples, chunk_count = await conn.fetchrow(
-                    f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE series_id IN {ids}", tenant
+                in_tenant = "(SELECT id FROM series WHERE tenant = $1)"
+                raw = await conn.fetchval(f"SELECT COUNT(*) FROM samples WHERE series_id IN {in_tenant}", tenant)
+                chunk_row = await conn.fetchrow(
+                    f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE series_id IN {in_tenant}", tenant
                 )
                 rollup_rows = await conn.fetch(
-                    f"SELECT resolution_ms, COUNT(*) FROM rollups WHERE series_id IN {ids} GROUP BY 1", tenant
+                    f"SELECT resolution_ms, COUNT(*) FROM rollups WHERE series_id IN {in_tenant} GROUP BY 1", tenant
                 )
+            assert chunk_row is not None  # an aggregate without GROUP BY: always one row
+            chunk_samples, chunk_count = chunk_row
             sizes = {}
             for table in ("series", "chunks", "rollups", "metric_metadata", "late_writes"):
                 sizes[table] = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
@@ -405,7 +407,7 @@ class PostgresMaintenance:
             sizes["wal_records"] = await conn.fetchval("SELECT pg_total_relation_size('wal_records'::regclass)")
             headlog = self._s._headlog
             if headlog is not None:
-                ids = None
+                ids: list[int] | None = None
                 if tenant is not None:
                     ids = [r[0] for r in await conn.fetch("SELECT id FROM series WHERE tenant = $1", tenant)]
                 raw += headlog.head.count(ids)

@@ -6,6 +6,7 @@ retention never hold SQLite's single write lock long enough to stall ingestion."
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -117,7 +118,7 @@ class SqliteMaintenance:
         written = moved = 0
         for i in range(0, len(ids), _SERIES_PER_TX):
             group = ids[i : i + _SERIES_PER_TX]
-            w, m = await self._s._write(lambda conn, g=group: self._compact_group(conn, g, start_ms, end_ms))
+            w, m = await self._s._write(partial(self._compact_group, ids=group, start_ms=start_ms, end_ms=end_ms))
             written += w
             moved += m
         return written, moved
@@ -331,7 +332,7 @@ class SqliteMaintenance:
         removed = 0
         for i in range(0, len(ids), _SERIES_PER_TX):
             group = ids[i : i + _SERIES_PER_TX]
-            removed += await self._s._write(lambda conn, g=group: _delete_group(conn, g, start_ms, end_ms))
+            removed += await self._s._write(partial(_delete_group, ids=group, start_ms=start_ms, end_ms=end_ms))
         return removed
 
     async def reclaim_space(self) -> None:

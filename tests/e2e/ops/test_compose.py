@@ -111,6 +111,7 @@ def test_every_required_variable_is_in_env_example_uncommented_with_a_placeholde
     assert set(example) == required
 
 
+@pytest.mark.slow  # starts `rtpm serve` once per case: seconds each
 def test_rtpm_serve_refuses_each_placeholder_in_production(tmp_path: Path) -> None:
     """One `rtpm serve` per required variable (side by side), that one left at its placeholder."""
     example = _env_example()

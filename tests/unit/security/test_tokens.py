@@ -253,6 +253,7 @@ def test_development_generates_a_secret_once_and_keeps_it(tmp_path: Path) -> Non
     assert (tmp_path / "jwt-secret").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.slow  # starts `rtpm serve` once per case: seconds each
 def test_serve_refuses_to_start_with_a_weak_secret_in_production(tmp_path: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",

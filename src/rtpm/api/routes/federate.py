@@ -20,7 +20,8 @@ from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.params import time_param
 from rtpm.api.routes.prometheus import _match_sets, _params
 from rtpm.model.labels import METRIC_NAME, Labels
-from rtpm.model.samples import LatestSample, is_stale_nan
+from rtpm.model.samples import LatestSample
+from rtpm.model.stale import is_stale_nan
 
 router = APIRouter(tags=["prometheus"])
 

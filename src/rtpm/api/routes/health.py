@@ -117,7 +117,7 @@ def _check_jobs(services: Services) -> dict[str, Any]:
 async def check_alerting(services: Services) -> dict[str, Any]:
     """The alert evaluator's heartbeat (jobs/heartbeat.py); `unknown` when storage does not answer."""
     try:
-        beats = await asyncio.wait_for(services.storage.alerts.heartbeats(), CHECK_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+        beats = await asyncio.wait_for(services.storage.alerts.heartbeats(), CHECK_TIMEOUT_SECONDS)
     except (RtpmError, TimeoutError) as exc:
         return {"status": "unknown", "error": str(exc) or f"no answer within {CHECK_TIMEOUT_SECONDS}s"}
     now = services.clock()

@@ -256,7 +256,8 @@ async def influx_query(request: Request) -> OrjsonResponse:
     q = request.query_params.get("q")
     if q is None and request.method == "POST":
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        q = (form.get("q") or [None])[0]
+        qs = form.get("q")
+        q = qs[0] if qs else None
     statement = (q or "").strip().upper()
     result: dict[str, Any] = {"statement_id": 0}
     if statement.startswith("SHOW DATABASES"):

@@ -23,7 +23,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         m = f.message_type.add(name=name)
         oneofs: dict[int, None] = {}
         for fname, number, ftype, label, type_name, oneof in fields:
-            fd = m.field.add(name=fname, number=number, type=ftype, label=label)  # type: ignore[arg-type]
+            fd = m.field.add(name=fname, number=number, type=ftype, label=label)
             if type_name:
                 fd.type_name = type_name
             if oneof is not None:

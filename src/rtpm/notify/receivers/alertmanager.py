@@ -14,7 +14,7 @@ from rtpm import __version__
 from rtpm.alerts.evaluator import Notification
 from rtpm.model.alerts import AlertState
 from rtpm.model.time import to_rfc3339
-from rtpm.notify.receivers import DeliveryError, check_status, generator_url
+from rtpm.notify.receivers.base import DeliveryError, check_status, generator_url
 
 
 def api_alerts(batch: Sequence[Notification], *, external_url: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from rtpm import __version__
 from rtpm.alerts.evaluator import Notification, NotificationKind
 from rtpm.model.alerts import AlertState
 from rtpm.model.time import to_rfc3339
-from rtpm.notify.receivers import DeliveryError, check_status, generator_url
+from rtpm.notify.receivers.base import DeliveryError, check_status, generator_url
 
 SIGNATURE_HEADER = "X-RTPM-Signature-256"
 
@@ -34,7 +34,7 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 def v4_payload(receiver: str, batch: Sequence[Notification], *, external_url: str) -> dict[str, Any]:
     """Alertmanager's webhook message for one group: one rule, one kind of transition."""
     rule = batch[0].rule
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     for n in batch:
         a = n.alert
         resolved = a.state is AlertState.RESOLVED

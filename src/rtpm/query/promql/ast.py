@@ -294,16 +294,16 @@ def convert(e: Any) -> Node:
     if isinstance(e, pp.BinaryExpr):
         lhs, rhs = convert(e.lhs), convert(e.rhs)
         b = Binary(op=str(e.op).lower(), lhs=lhs, rhs=rhs)
-        mod = e.modifier
-        if mod is not None:
-            b.card = _lookup(_CARD, mod.card)
-            b.return_bool = bool(mod.return_bool)
-            if mod.matching is not None:
+        bmod = e.modifier
+        if bmod is not None:
+            b.card = _lookup(_CARD, bmod.card)
+            b.return_bool = bool(bmod.return_bool)
+            if bmod.matching is not None:
                 b.has_matching = True
-                b.on = mod.matching.type == pp.LabelModifierType.Include
-                b.match_labels = list(mod.matching.labels)
-            b.include = list(mod.group_labels or [])
-            fill = mod.fill_values
+                b.on = bmod.matching.type == pp.LabelModifierType.Include
+                b.match_labels = list(bmod.matching.labels)
+            b.include = list(bmod.group_labels or [])
+            fill = bmod.fill_values
             if fill is not None:
                 b.fill_left, b.fill_right = fill.lhs, fill.rhs
         if b.op in SET_OPS:

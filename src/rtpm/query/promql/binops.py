@@ -84,7 +84,7 @@ def _sig_index(vec: Vector, on: bool, names: list[str]) -> tuple[dict[Labels, li
 
 
 def _any_present(vec: Vector, index: dict[Labels, list[int]]) -> dict[Labels, np.ndarray]:
-    return {sig: vec.present[rows].any(axis=0) for sig, rows in index.items()}
+    return {sig: np.any(vec.present[rows], axis=0) for sig, rows in index.items()}
 
 
 def set_op(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str]) -> Vector:
@@ -103,9 +103,9 @@ def set_op(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str]) -> Vec
     l_any = _any_present(lhs, l_index)
     r_present = rhs.present.copy()
     for sig, rows in r_index.items():
-        hit = l_any.get(sig)
-        if hit is not None:
-            r_present[rows] &= ~hit[None, :]
+        l_hit = l_any.get(sig)
+        if l_hit is not None:
+            r_present[rows] &= ~l_hit[None, :]
     return Vector(
         list(lhs.labels) + list(rhs.labels),
         np.vstack([lhs.values, rhs.values]) if len(lhs) or len(rhs) else lhs.values,
@@ -185,8 +185,8 @@ def vector_vector(
     fill_many, fill_one = fill_left, fill_right
     if fill_one is not None:  # "many" elements without a "one" match at a step
         for i, sig in enumerate(many_sigs):
-            rows = one_index.get(sig)
-            matched = one.present[rows].any(axis=0) if rows else np.zeros(steps, dtype=bool)
+            one_rows = one_index.get(sig)
+            matched = one.present[one_rows].any(axis=0) if one_rows else np.zeros(steps, dtype=bool)
             pres = many.present[i] & ~matched
             if not pres.any():
                 continue

@@ -107,11 +107,11 @@ def call(node: a.Call, steps: I64, q: Any, ev: Eval) -> Value:
         return r.holt_winters(matrix(0), scalar(1), scalar(2))
     if name == "absent_over_time":
         rv = matrix(0)
-        any_present = (rv.hi > rv.lo).any(axis=0) if len(rv.labels) else np.zeros(t, dtype=bool)
+        any_present = np.any(rv.hi > rv.lo, axis=0) if len(rv.labels) else np.zeros(t, dtype=bool)
         return _one_row(_absent_labels(node.args[0]), np.ones(t), ~any_present)
     if name == "absent":
         vec = vector(0)
-        any_present = vec.present.any(axis=0) if len(vec) else np.zeros(t, dtype=bool)
+        any_present = np.any(vec.present, axis=0) if len(vec) else np.zeros(t, dtype=bool)
         return _one_row(_absent_labels(node.args[0]), np.ones(t), ~any_present)
     if name in f.VECTOR_MATH:
         return f.math_fn(name, vector(0))

@@ -433,16 +433,18 @@ def _binary(node: a.Binary, steps: I64, q: _Query) -> Value:
     lhs, rhs = histo.floats_only(lhs), histo.floats_only(rhs)
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return binops.scalar_scalar(op, lhs, rhs, node.return_bool)
-    if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
+    # floats_only keeps the kind of its argument: raw_lhs is a Vector exactly when lhs is one
+    if isinstance(lhs, Vector) and isinstance(raw_lhs, Vector) and isinstance(rhs, Scalar):
         out = binops.vector_scalar(op, lhs, rhs, False, node.return_bool)
-        return dedupe(histo.scalar_binop(out, op, raw_lhs, rhs, False, q))  # type: ignore[arg-type]
-    if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
+        return dedupe(histo.scalar_binop(out, op, raw_lhs, rhs, False, q))
+    if isinstance(lhs, Scalar) and isinstance(rhs, Vector) and isinstance(raw_rhs, Vector):
         out = binops.vector_scalar(op, rhs, lhs, True, node.return_bool)
-        return dedupe(histo.scalar_binop(out, op, raw_rhs, lhs, True, q))  # type: ignore[arg-type]
+        return dedupe(histo.scalar_binop(out, op, raw_rhs, lhs, True, q))
     assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
+    assert isinstance(raw_lhs, Vector) and isinstance(raw_rhs, Vector)
     if op in a.SET_OPS:
         return dedupe(binops.set_op(op, lhs, rhs, node.on, node.match_labels))
-    done = histo.vector_binop(node, raw_lhs, raw_rhs, q)  # type: ignore[arg-type]
+    done = histo.vector_binop(node, raw_lhs, raw_rhs, q)
     if done is not None:
         return dedupe(done)
     return dedupe(
@@ -468,9 +470,7 @@ def _aggregate(node: a.Aggregate, steps: I64, q: _Query) -> Vector:
         done = histo.aggregate(node, vec, q)
         if done is not None:
             return dedupe(done)
-        floats = histo.floats_only(vec)
-        assert isinstance(floats, Vector)
-        vec = floats
+        vec = histo.floats_only(vec)
     param: F64 | str | None = None
     if node.param is not None:
         p = _eval(node.param, steps, q)

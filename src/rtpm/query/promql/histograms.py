@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -33,9 +33,12 @@ from rtpm.model.histograms import Histogram
 from rtpm.model.labels import METRIC_NAME, Labels
 from rtpm.model.samples import Series
 from rtpm.query.promql import ast as a
+from rtpm.query.promql import binops
+from rtpm.query.promql import functions as fn
+from rtpm.query.promql import rangefuncs as rf
 from rtpm.query.promql.aggregations import group_key
 from rtpm.query.promql.selectors import Flat
-from rtpm.query.promql.values import I64, RangeVec, Scalar, Value, Vector, drop_name, format_float, format_ts
+from rtpm.query.promql.values import I64, RangeVec, Scalar, String, Value, Vector, drop_name, format_float, format_ts
 from rtpm.storage.histograms import HistogramSeries, HistogramStore
 
 SIMPLE = {
@@ -122,8 +125,16 @@ def _is_hist(arr: np.ndarray) -> np.ndarray:
     return np.frompyfunc(lambda x: x is not None, 1, 1)(arr).astype(bool)
 
 
+@overload
+def floats_only(v: Vector) -> Vector: ...
+@overload
+def floats_only(v: RangeVec) -> RangeVec: ...
+@overload
+def floats_only(v: Value) -> Value: ...
+
+
 def floats_only(v: Value) -> Value:
-    """`v` without its histogram samples."""
+    """`v` without its histogram samples (of the same kind as `v`)."""
     if isinstance(v, Vector) and v.hist is not None:
         present = v.present & ~_is_hist(v.hist)
         return Vector(v.labels, v.values, present, v.sample_ts, v.order)
@@ -193,7 +204,6 @@ def vector_binop(node: a.Binary, lhs: Vector, rhs: Vector, q: Any) -> Vector | N
     histogram / float; floats with floats as usual. Other combinations have no result (with
     Prometheus's info annotation). None (evaluate without the histograms) for comparisons, `bool`,
     fill modifiers, or no histograms at all."""
-    from rtpm.query.promql import binops
 
     if lhs.hist is None and rhs.hist is None:
         return None
@@ -317,7 +327,7 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
         native = _simple(vec, None, t, lambda h, j: hm.fraction(float(lo.values[j]), float(hi.values[j]), h, notes))
         for note in dict.fromkeys(notes):
             warn(q, f"PromQL info: {note}")
-        return _concat(_classic_fraction(lo.values, hi.values, floats_only(vec)), native)  # type: ignore[arg-type]
+        return _concat(_classic_fraction(lo.values, hi.values, floats_only(vec)), native)
     if name == "histogram_quantiles":
         return _quantiles(args, t, q)
     if name == "histogram_quantile":
@@ -328,9 +338,8 @@ def call(node: a.Call, args: list[Value], steps: I64, q: Any) -> Value | None:
         for qv in np.unique(qs.values):
             if not 0 <= qv <= 1 or qv != qv:
                 warn(q, f"PromQL warning: quantile value should be between 0 and 1, got {_go_g(float(qv))}")
-        from rtpm.query.promql import functions as f
 
-        classic = f.histogram_quantile(qs.values, floats_only(vec))  # type: ignore[arg-type]
+        classic = fn.histogram_quantile(qs.values, floats_only(vec))
         notes = []
         native = _simple(vec, None, t, lambda h, j: hm.quantile(float(qs.values[j]), h, notes))
         for note in dict.fromkeys(notes):
@@ -365,9 +374,8 @@ def _same(a: Histogram, b: Histogram) -> bool:
 def _changes(rv: RangeVec, resets: bool) -> Vector:
     """changes() and resets() over windows holding histograms: a switch between float and
     histogram counts as one; histograms change when they differ and reset as DetectReset says."""
-    from rtpm.query.promql import rangefuncs as r
 
-    out = (r.resets if resets else r.changes)(floats_only(rv))  # type: ignore[arg-type]
+    out = (rf.resets if resets else rf.changes)(floats_only(rv))
     for i, j, _ts, hs in _windows(rv):
         lo = int(rv.lo[i, j])
         vals = rv.vals[lo : lo + len(hs)]
@@ -389,21 +397,19 @@ def _changes(rv: RangeVec, resets: bool) -> Vector:
 
 def _keep_rows(name: str, args: list[Value]) -> Vector:
     """Functions of a vector's labels (or sample times) keep its histogram samples."""
-    from rtpm.query.promql import functions as f
-    from rtpm.query.promql.values import String
 
     vec = args[0]
     assert isinstance(vec, Vector)
     strs = [v.value for v in args[1:] if isinstance(v, String)]
     if name == "label_replace":
-        out = f.label_replace(vec, *strs)
+        out = fn.label_replace(vec, *strs)
     elif name == "label_join":
-        out = f.label_join(vec, strs[0], strs[1], strs[2:])
+        out = fn.label_join(vec, strs[0], strs[1], strs[2:])
     elif name == "timestamp":
         assert vec.sample_ts is not None
         return Vector([drop_name(lb) for lb in vec.labels], vec.sample_ts / 1000.0, vec.present)
     else:
-        out = f.sort_by_label(vec, strs, name.endswith("_desc"))
+        out = fn.sort_by_label(vec, strs, name.endswith("_desc"))
     out.hist = vec.hist
     return out
 
@@ -411,9 +417,8 @@ def _keep_rows(name: str, args: list[Value]) -> Vector:
 def _classic_fraction(lo: np.ndarray, hi: np.ndarray, vec: Vector) -> Vector:
     """histogram_fraction over classic `le` buckets (Prometheus's BucketFraction): linear
     interpolation within a bucket, the first bucket starting at 0 unless its bound is <= 0."""
-    from rtpm.query.promql import functions as f
 
-    groups = f.classic_buckets(vec)
+    groups = fn.classic_buckets(vec)
     t = vec.values.shape[1]
     labels = list(groups)
     values = np.full((len(labels), t), np.nan)
@@ -489,8 +494,6 @@ def _openmetrics_float(v: float) -> str:
 
 def _quantiles(args: list[Value], t: int, q: Any) -> Vector:
     """histogram_quantiles(v, "label", q1, q2, ...): one histogram_quantile per q, labelled."""
-    from rtpm.query.promql import functions as f
-    from rtpm.query.promql.values import String
 
     vec, label = args[0], args[1]
     assert isinstance(vec, Vector) and isinstance(label, String)
@@ -500,7 +503,7 @@ def _quantiles(args: list[Value], t: int, q: Any) -> Vector:
         qv = float(arg.values[0])
         if not 0 <= qv <= 1:
             warn(q, f"PromQL warning: quantile value should be between 0 and 1, got {_go_g(qv)}")
-        classic = f.histogram_quantile(arg.values, floats_only(vec))  # type: ignore[arg-type]
+        classic = fn.histogram_quantile(arg.values, floats_only(vec))
         native = _simple(vec, None, t, lambda h, j, a=arg: hm.quantile(float(a.values[j]), h))
         part = _concat(classic, native)
         tag = _openmetrics_float(qv)
@@ -570,9 +573,8 @@ def _windows(rv: RangeVec) -> list[tuple[int, int, list[int], list[Histogram]]]:
 
 
 def _rate(rv: RangeVec, is_counter: bool, is_rate: bool, q: Any) -> Vector:
-    from rtpm.query.promql import rangefuncs as r
 
-    out = r.extrapolated_rate(floats_only(rv), is_counter, is_rate)  # type: ignore[arg-type]
+    out = rf.extrapolated_rate(floats_only(rv), is_counter, is_rate)
     hist = _with_hist(out)
     for i, j, ts, hs in _windows(rv):
         out.present[i, j] = False
@@ -642,9 +644,8 @@ def _histogram_rate(hs: list[Histogram], is_counter: bool, q: Any, labels: Label
 
 
 def _over_time(name: str, rv: RangeVec, q: Any) -> Vector:
-    from rtpm.query.promql import rangefuncs as r
 
-    out = r.over_time(name, floats_only(rv))  # type: ignore[arg-type]
+    out = rf.over_time(name, floats_only(rv))
     hist = _with_hist(out) if name in ("sum_over_time", "avg_over_time", "last_over_time", "first_over_time") else None
     for i, j, _ts, hs in _windows(rv):
         if name == "count_over_time":

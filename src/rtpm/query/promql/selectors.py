@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtpm.model.labels import Labels
-from rtpm.model.samples import STALE_NAN_BITS, Series
+from rtpm.model.samples import Series
+from rtpm.model.stale import STALE_NAN_BITS
 from rtpm.query.promql.values import F64, I64, RangeVec, Vector
 
 
@@ -117,7 +118,11 @@ def instant(flat: Flat, eff: I64, lookback_ms: int) -> Vector:
     else:
         sts = np.zeros((s, t), np.int64)
         vals = np.zeros((s, t))
-    hist = np.where(ok, flat.hvals[safe], None) if flat.hvals is not None and len(flat.ts) else None
+    hist = (
+        np.where(ok, flat.hvals[safe], np.array(None, dtype=object))
+        if flat.hvals is not None and len(flat.ts)
+        else None
+    )
     return Vector(list(flat.labels), vals, ok, sample_ts=sts, hist=hist)
 
 
