@@ -43,28 +43,28 @@ def test_rtpm_native_0_selects_the_pure_path() -> None:
     assert out.stdout.strip() == "False"
 
 
-def decoders() -> tuple[RemoteWriteDecoder, RemoteWriteDecoder]:
+def decoders(cache_size: int = 100_000) -> tuple[RemoteWriteDecoder, RemoteWriteDecoder]:
     def make(native: bool) -> RemoteWriteDecoder:
-        return RemoteWriteDecoder(Validator(LIMITS, clock=lambda: NOW_S), native=native)
+        return RemoteWriteDecoder(Validator(LIMITS, clock=lambda: NOW_S), native=native, cache_size=cache_size)
 
     return make(True), make(False)
 
 
-def outcome(decoder: RemoteWriteDecoder, data: bytes, *, partial: bool = True) -> Any:
+def outcome(decoder: RemoteWriteDecoder, data: bytes, *, partial: bool = True, extra: Any = None) -> Any:
     """Everything a decode gives back, comparable between the two paths (values by their bits)."""
     try:
         if partial:
-            batch, refused = decoder.decode_partial(data, tenant="t")
+            batch, refused = decoder.decode_partial(data, tenant="t", extra_labels=extra)
         else:
-            batch, refused = decoder.decode(data, tenant="t"), None
+            batch, refused = decoder.decode(data, tenant="t", extra_labels=extra), None
     except Exception as exc:  # the error itself is what is compared
         return ("error", type(exc).__name__, str(exc), getattr(exc, "details", None))
     return (
         "ok",
-        [batch.series[r] for r in batch.refs],
+        batch.series,  # the same series in the same order, each once
+        batch.refs,
         batch.ts_ms,
         [struct.pack("<d", v) for v in batch.values],
-        sorted(set(batch.series)),
         [(batch.series[r], t) for r, t in zip(batch.h_refs, batch.h_ts_ms, strict=True)],
         [(batch.series[r], e) for r, e in zip(batch.ex_refs, batch.exemplars, strict=True)],
         batch.metadata,
@@ -103,6 +103,56 @@ def base_requests() -> list[bytes]:
     with_metadata = request([([("__name__", "up"), ("job", "a")], [(NOW, 1.0)])])
     with_metadata.metadata.add(type=1, metric_family_name="up", help="Up.", unit="")
     return [m.SerializeToString() for m in (plain, with_exemplar, with_metadata)]
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def one_series_many_encodings() -> bytes:
+    """The series {__name__="a", x="1"} as four TimeSeries: sorted labels, unsorted, a non-minimal
+    Label length, sorted again; and another series between them."""
+
+    def label(name: str, value: str, *, long_length: bool = False) -> bytes:
+        inner = _field(1, name.encode()) + _field(2, value.encode())
+        if long_length:
+            return b"\x0a" + bytes([0x80 | len(inner), 0]) + inner
+        return _field(1, inner)
+
+    def sample(t: int, v: float) -> bytes:
+        return _field(2, b"\x09" + struct.pack("<d", v) + b"\x10" + _varint(t))
+
+    series = [
+        label("__name__", "a") + label("x", "1") + sample(NOW, 1.0),
+        label("__name__", "b") + sample(NOW, 9.0),
+        label("x", "1") + label("__name__", "a") + sample(NOW + 1, 2.0),
+        label("__name__", "a", long_length=True) + label("x", "1") + sample(NOW + 2, 3.0),
+        label("__name__", "a") + label("x", "1") + sample(NOW + 3, 4.0),
+    ]
+    return b"".join(_field(1, ts) for ts in series)
+
+
+@needs_native
+@pytest.mark.parametrize("cache_size", [100_000, 2, 1])
+@pytest.mark.parametrize("extra", [None, {"cluster": "c1"}])
+def test_one_series_in_several_encodings_is_one_series_of_the_batch(cache_size: int, extra: Any) -> None:
+    native, pure = decoders(cache_size)
+    data = one_series_many_encodings()
+    for order in ([data, base_requests()[0]] * 3, [base_requests()[0], data] * 3):
+        for body in order:
+            got = outcome(native, body, extra=extra)
+            assert got == outcome(pure, body, extra=extra)
+            if body is data:
+                assert len(got[1]) == 2  # {__name__="a", x="1"} once, whatever its encoding
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
