@@ -40,7 +40,9 @@ class WriteBatch:
     Decoders fill it through its methods only: `add` (one sample), `extend` (many samples of one
     series), `append_columns` (parallel columns, a label set per sample), or `ref` (a series' index,
     added when new) followed by `append_refs` or appends to `refs`/`ts_ms`/`values` (the per-sample
-    loops that must not pay a call per sample). The label-set index is private to these methods."""
+    loops that must not pay a call per sample). The label-set index is private to these methods;
+    the native remote write decoder (ingest/_rwdecode.c) appends to `series` without it, and the
+    index catches up at the first label set it does not hold."""
 
     tenant: str
     series: list[Labels] = field(default_factory=list)
@@ -59,10 +61,24 @@ class WriteBatch:
     def ref(self, labels: Labels) -> int:
         ref = self._index.get(labels)
         if ref is None:
-            ref = len(self.series)
-            self._index[labels] = ref
-            self.series.append(labels)
+            ref = self._new_ref(labels)
         return ref
+
+    def _new_ref(self, labels: Labels) -> int:
+        """The ref of a label set the index does not hold (new, or appended without the index)."""
+        index, series = self._index, self.series
+        if len(index) != len(series):
+            self._catch_up()
+            found = index.get(labels)
+            if found is not None:
+                return found
+        ref = index[labels] = len(series)
+        series.append(labels)
+        return ref
+
+    def _catch_up(self) -> None:
+        for i, labels in enumerate(self.series):
+            self._index.setdefault(labels, i)
 
     def add_histogram(self, labels: Labels, ts_ms: int, value: Histogram) -> None:
         self.h_refs.append(self.ref(labels))
@@ -76,9 +92,7 @@ class WriteBatch:
     def add(self, labels: Labels, ts_ms: int, value: float) -> None:
         ref = self._index.get(labels)
         if ref is None:
-            ref = len(self.series)
-            self._index[labels] = ref
-            self.series.append(labels)
+            ref = self._new_ref(labels)
         self.refs.append(ref)
         self.ts_ms.append(ts_ms)
         self.values.append(value)
@@ -122,6 +136,8 @@ class WriteBatch:
                 self.refs.extend(map(ref_of.__getitem__, labels))
         else:
             index, series = self._index, self.series
+            if len(index) != len(series):
+                self._catch_up()
             for ls in dict.fromkeys(labels):
                 if ls not in index:
                     index[ls] = len(series)

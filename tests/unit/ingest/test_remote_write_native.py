@@ -243,3 +243,18 @@ def test_known_series_in_the_usual_layout_do_not_reach_the_python_parser(monkeyp
     batch, refused = native.decode_partial(data, tenant="t")
     assert calls == [5]  # only the series whose name is invalid (never remembered) is parsed again
     assert len(batch) == 7 and refused.samples == {"invalid_series": 1, "too_old": 1, "too_new": 1}
+
+
+@needs_native
+def test_a_natively_decoded_batch_takes_more_samples_without_repeating_a_series() -> None:
+    native, _ = decoders()
+    data = request([([("__name__", "up"), ("job", j)], [(NOW, 1.0)]) for j in "abc"]).SerializeToString()
+    native.decode_partial(data, tenant="t")
+    batch, _ = native.decode_partial(data, tenant="t")  # labels known: series appended in C
+    series = list(batch.series)
+    up_a = (("__name__", "up"), ("job", "a"))
+    assert batch.ref(up_a) == series.index(up_a)
+    batch.add((("__name__", "new"),), NOW, 1.0)
+    batch.append_columns([up_a, (("__name__", "new"),)], [NOW + 1, NOW + 1], [2.0, 3.0])
+    assert batch.series == [*series, (("__name__", "new"),)]
+    assert batch.refs[-3:] == [len(series), series.index(up_a), len(series)]
