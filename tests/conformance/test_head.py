@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
 
-from rtpm.errors import OverloadedError
+from rtpm.errors import LimitExceeded
 from rtpm.model.labels import Matcher, make_labels
 from rtpm.model.samples import STALE_NAN, WriteBatch
 from rtpm.settings import Settings
@@ -198,17 +199,87 @@ async def test_a_second_process_tails_the_wal_without_reading(
     assert other._headlog.head.count() == 2  # type: ignore[attr-defined]
 
 
+LIMIT = r"at its maximum of 3 active series \(RTPM_STORAGE_HEAD_MAX_SERIES\)"
+
+
 async def test_new_series_past_the_head_limit_are_refused(open_storage: Callable[..., object]) -> None:
     small: Storage = await open_storage(storage_head_max_series=3)  # type: ignore[misc]
     try:
-        await small.write([batch(("a", T0, 1.0), ("b", T0, 1.0), ("c", T0, 1.0))])
-        with pytest.raises(OverloadedError, match="maximum of 3 active series.*RTPM_STORAGE_HEAD_MAX_SERIES"):
-            await small.write([batch(("d", T0, 1.0))])
-        await small.write([batch(("a", T0 + 1, 2.0))])  # series in the head still take samples
+        await small.write([first := batch(("a", T0, 1.0), ("b", T0, 1.0), ("c", T0, 1.0))])
+        assert first.refusal is None
+        # a request with a new series past the limit: that series refused, naming the limit; the
+        # request's samples of series in the head are stored
+        await small.write([over := batch(("d", T0, 1.0), ("a", T0 + 1, 2.0))])
+        assert isinstance(over.refusal, LimitExceeded)
+        assert re.search(LIMIT, str(over.refusal)), over.refusal
+        assert "1 new series of this request refused (1 samples)" in str(over.refusal)
+        assert "'host': 'd'" in str(over.refusal)
+        assert sorted(await read(small)) == ["a", "b", "c"]
+        assert (await read(small))["a"] == [(T0, bits(1.0)), (T0 + 1, bits(2.0))]
         await cut(small, T0 + W)  # the head is empty again: room for new series
-        await small.write([batch(("d", T0 + W, 1.0))])
+        await small.write([again := batch(("d", T0 + W, 1.0))])
+        assert again.refusal is None
         assert sorted(await read(small)) == ["a", "b", "c", "d"]
     finally:
+        await small.close()
+
+
+async def test_the_limit_refuses_per_request_not_the_whole_flush(open_storage: Callable[..., object]) -> None:
+    """One flush (group commit) of three requests: the one whose new series do not fit is refused
+    those series alone; the others (series in the head, a new series that fits and came first)
+    are stored in full."""
+    small: Storage = await open_storage(storage_head_max_series=3)  # type: ignore[misc]
+    try:
+        await small.write([batch(("a", T0, 1.0))])
+        fits = batch(("b", T0, 1.0))  # the first new series of the flush: room for it
+        over = batch(("c", T0, 1.0), ("x", T0, 1.0), ("y", T0, 1.0), ("a", T0 + 2, 2.0))  # c fits, x and y do not
+        other = batch(("a", T0 + 1, 3.0), ("b", T0 + 1, 3.0))  # another client's: series in the head
+        assert await small.write([fits, over, other]) == 5  # all but x and y
+        assert fits.refusal is None and other.refusal is None
+        assert isinstance(over.refusal, LimitExceeded)
+        assert "2 new series of this request refused (2 samples)" in str(over.refusal)
+        got = await read(small)
+        assert sorted(got) == ["a", "b", "c"]
+        assert got["a"] == [(T0, bits(1.0)), (T0 + 1, bits(3.0)), (T0 + 2, bits(2.0))]
+        # and a restart (the head rebuilt from the WAL) agrees: nothing of x and y was logged
+        await small.close()
+        again: Storage = await open_storage(storage_head_max_series=3)  # type: ignore[misc]
+        try:
+            assert await read(again) == got
+        finally:
+            await again.close()
+    finally:
+        await small.close()
+
+
+async def test_the_write_buffer_answers_each_request_of_a_flush(open_storage: Callable[..., object]) -> None:
+    """Through the write buffer: requests submitted together share one flush; the one past the
+    limit fails with the limit (a 4xx), the others are acknowledged."""
+    from rtpm.ingest.buffer import WriteBuffer
+    from rtpm.settings import WriteBufferSettings
+
+    small: Storage = await open_storage(storage_head_max_series=2)  # type: ignore[misc]
+    buf = WriteBuffer(small, WriteBufferSettings(flush_interval_seconds=0.05))
+    await buf.start()
+    try:
+        await buf.submit(batch(("a", T0, 1.0)))
+        flushes = buf.flushes
+        results = await asyncio.gather(
+            buf.submit(batch(("b", T0, 1.0))),
+            buf.submit(batch(("c", T0, 1.0), ("a", T0 + 1, 2.0))),
+            buf.submit(batch(("a", T0 + 2, 3.0))),
+            return_exceptions=True,
+        )
+        assert buf.flushes == flushes + 1, "the three requests did not share one flush"
+        assert results[0] == 1 and results[2] == 1
+        assert isinstance(results[1], LimitExceeded)
+        assert "maximum of 2 active series (RTPM_STORAGE_HEAD_MAX_SERIES)" in str(results[1])
+        assert buf.last_error is None  # the flush itself succeeded
+        got = await read(small)
+        assert sorted(got) == ["a", "b"]
+        assert [t for t, _ in got["a"]] == [T0, T0 + 1, T0 + 2]
+    finally:
+        await buf.close()
         await small.close()
 
 

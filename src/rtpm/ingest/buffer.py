@@ -164,7 +164,10 @@ class WriteBuffer:
             self._metrics.flushed(self.last_flush_seconds, written, self._pending_samples)
         for p in taken:
             if not p.done.done():
-                p.done.set_result(len(p.batch))
+                if p.batch.refusal is not None:  # written but for some samples, refused with a reason
+                    p.done.set_exception(p.batch.refusal)
+                else:
+                    p.done.set_result(len(p.batch))
         for hook in self._hooks:
             try:
                 result = hook(batches)

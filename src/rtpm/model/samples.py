@@ -57,6 +57,9 @@ class WriteBatch:
     h_values: list[Histogram] = field(default_factory=list)
     ex_refs: list[int] = field(default_factory=list)
     exemplars: list[Exemplar] = field(default_factory=list)
+    # Set by storage when it wrote the batch but for some of its samples (the head engine's limit of
+    # active series): the write buffer answers the request with it.
+    refusal: Exception | None = field(default=None, repr=False, compare=False)
 
     def ref(self, labels: Labels) -> int:
         ref = self._index.get(labels)

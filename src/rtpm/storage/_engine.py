@@ -3,20 +3,25 @@ how a flush is split between the WAL and the back-fill path, start-up checks and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import structlog
 
 from rtpm.errors import ConfigError
+from rtpm.model.labels import label_dict
+from rtpm.model.samples import WriteBatch
 from rtpm.storage import chunks
 from rtpm.storage._series import FlatSamples
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.head import HeadLog
+from rtpm.storage.head import Head, HeadFull, HeadLog
 
 log = structlog.get_logger("rtpm.storage")
 
 # maintenance_state: the start of the lowest window not yet cut into chunks. Samples at or after
 # it go to the WAL and the head; older ones (back-fill) take the raw-row path.
 HEAD_CUT = "head_cut_until"
+_NONE = np.empty(0, dtype=np.int64)
 
 
 def head_start(now_ms: int, late_grace_ms: int, window_ms: int) -> int:
@@ -38,6 +43,41 @@ def split_at(flat: FlatSamples, cut_ms: int | None) -> tuple[FlatSamples, FlatSa
         FlatSamples(flat.series_ids[hot], flat.ts_ms[hot], flat.values[hot]),
         FlatSamples(flat.series_ids[late], flat.ts_ms[late], flat.values[late]),
     )
+
+
+def refuse_past_limit(
+    head: Head, batches: Sequence[WriteBatch], per_batch: list[list[int]], flat: FlatSamples, cut_ms: int | None
+) -> FlatSamples:
+    """`flat` without the samples of the new series past the head's maximum of active series
+    (earlier requests of the flush first); each batch that brought one gets a HeadFull as its
+    `refusal`, naming the limit: its other samples are written, and so are the other requests'.
+    The usual case (room for every series) costs one comparison."""
+    if head.active_series + len(flat) <= head.max_series:
+        return flat
+    cols = []
+    for b, ids in zip(batches, per_batch, strict=True):
+        sids = np.asarray(ids, dtype=np.int64)[np.asarray(b.refs, dtype=np.int64)] if b.ts_ms else _NONE
+        cols.append(sids)
+    hot = [
+        s if cut_ms is None else s[np.asarray(b.ts_ms, dtype=np.int64) >= cut_ms]
+        for s, b in zip(cols, batches, strict=True)
+    ]
+    refused = head.past_limit(hot)
+    every = set().union(*refused)
+    if not every:
+        return flat
+    for b, ids, sids, mine in zip(batches, per_batch, cols, refused, strict=True):
+        if not mine:
+            continue
+        samples = int(np.isin(sids, list(mine)).sum())
+        example = next(b.series[ref] for ref, sid in enumerate(ids) if sid in mine)
+        b.refusal = HeadFull(
+            f"{len(mine)} new series of this request refused ({samples} samples), e.g. "
+            f"{label_dict(example)}: the head is at its maximum of {head.max_series} active series "
+            "(RTPM_STORAGE_HEAD_MAX_SERIES); the request's other samples were stored"
+        )
+    keep = ~np.isin(flat.series_ids, np.fromiter(every, dtype=np.int64, count=len(every)))
+    return FlatSamples(flat.series_ids[keep], flat.ts_ms[keep], flat.values[keep])
 
 
 def refuse_rows_over_wal(pending_records: int) -> None:

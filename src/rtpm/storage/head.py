@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtpm.errors import OverloadedError
+from rtpm.errors import LimitExceeded
 from rtpm.storage._series import order_by_series_ts
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.wal import Record
@@ -39,8 +39,9 @@ WalFetch = Callable[[int, int], Awaitable[tuple[int | None, list[Record]]]]
 _FETCH_RECORDS = 500
 
 
-class HeadFull(OverloadedError):
-    """New series refused: the head holds the configured maximum of active series."""
+class HeadFull(LimitExceeded):
+    """New series of a request refused: the head holds the configured maximum of active series.
+    The request's other samples are stored (a partial write: a 4xx, not to be retried as is)."""
 
     code = "head_full"
 
@@ -107,17 +108,27 @@ class Head:
     def samples(self) -> int:
         return sum(len(b) for b in self._blocks)
 
-    def check_capacity(self, series_ids: I64) -> None:
-        """Raise HeadFull when taking `series_ids` would pass the maximum of active series."""
-        if len(self._active) + len(series_ids) <= self.max_series:  # the usual case: no look-up
-            return
-        new = len(set(np.unique(series_ids).tolist()) - self._active)
-        if new and len(self._active) + new > self.max_series:
-            raise HeadFull(
-                f"the head holds {len(self._active)} active series and this write would add {new}: "
-                f"over the maximum of {self.max_series} active series (RTPM_STORAGE_HEAD_MAX_SERIES)",
-                retry_after_seconds=60.0,
-            )
+    def past_limit(self, per_batch: Sequence[I64]) -> list[set[int]]:
+        """For each batch of a flush (the series ids of its head samples), the new series it may
+        not bring: those past the maximum of active series, admitted in order of first appearance
+        (an earlier request first). All empty in the usual case, found without a look-up."""
+        out: list[set[int]] = [set() for _ in per_batch]
+        active = self._active
+        if len(active) + sum(len(s) for s in per_batch) <= self.max_series:
+            return out
+        room = self.max_series - len(active)
+        admitted: set[int] = set()
+        for refused, sids in zip(out, per_batch, strict=True):
+            uniq, first = np.unique(sids, return_index=True)
+            for sid in uniq[np.argsort(first)].tolist():  # in the order the request gives them
+                if sid in active or sid in admitted:
+                    continue
+                if room > 0:
+                    admitted.add(sid)
+                    room -= 1
+                else:
+                    refused.add(sid)
+        return out
 
     # -- applying records ----------------------------------------------------------------------
 

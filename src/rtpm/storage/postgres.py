@@ -38,7 +38,14 @@ from rtpm.model.samples import (
     WriteBatch,
 )
 from rtpm.storage import chunks, migrations, wal
-from rtpm.storage._engine import HEAD_CUT, head_start, log_rebuild, refuse_rows_over_wal, split_at
+from rtpm.storage._engine import (
+    HEAD_CUT,
+    head_start,
+    log_rebuild,
+    refuse_past_limit,
+    refuse_rows_over_wal,
+    split_at,
+)
 from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
     FlatSamples,
@@ -372,6 +379,8 @@ class PostgresStorage:
             self._ids.remember(new_ids)  # committed already: series have their own transaction
             self._ids.complete(batches, per_batch, new_ids)
         flat = flatten(batches, per_batch)
+        if self._headlog is not None and len(flat):
+            flat = refuse_past_limit(self._headlog.head, batches, per_batch, flat, self._cut_seen)
         if len(flat):
             days = np.unique(flat.ts_ms // DAY_MS).tolist()
             await self._ensure_partitions(days)
@@ -384,7 +393,6 @@ class PostgresStorage:
             # than the insert and the commit.
             cut_seen = self._cut_seen
             hot, late = split_at(flat, cut_seen)
-            self._headlog.head.check_capacity(hot.series_ids)
             payload = wal.encode(hot.series_ids, hot.ts_ms, hot.values) if len(hot) else b""
         async with self._conn() as conn, conn.transaction():
             if self._headlog is None:

@@ -27,7 +27,14 @@ from rtpm.model.samples import (
     WriteBatch,
 )
 from rtpm.storage import chunks, migrations, wal
-from rtpm.storage._engine import HEAD_CUT, head_start, log_rebuild, refuse_rows_over_wal, split_at
+from rtpm.storage._engine import (
+    HEAD_CUT,
+    head_start,
+    log_rebuild,
+    refuse_past_limit,
+    refuse_rows_over_wal,
+    split_at,
+)
 from rtpm.storage._querier import Loaded, MergedQuerier, latest_of, too_many_samples
 from rtpm.storage._series import (
     FlatSamples,
@@ -215,11 +222,12 @@ class SqliteStorage:
                     self._insert_rows(conn, flat, now_ms)
                 elif len(flat):
                     # in the transaction (BEGIN IMMEDIATE: the one writer): no cut commits meanwhile
-                    hot, late = split_at(flat, _cut_until(conn))
+                    cut = _cut_until(conn)
+                    flat = refuse_past_limit(self._headlog.head, batches, per_batch, flat, cut)
+                    hot, late = split_at(flat, cut)
                     if len(late):
                         self._insert_rows(conn, late, now_ms, all_late=True)  # back-fill: the raw-row path
                     if len(hot):
-                        self._headlog.head.check_capacity(hot.series_ids)
                         cur = conn.execute(
                             "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES (?, ?, ?, ?)",
                             (
