@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._server import RtpmServer, free_port
-from tests.e2e.ingest.test_prometheus_remote_write import PROMETHEUS, _wait
+from tests._prometheus import Prometheus, prometheus_binary
+from tests._server import RtpmServer
 
 pytestmark = pytest.mark.integration
 
@@ -146,17 +145,8 @@ def target() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def _start_prometheus(tmp_path: Path, target: str, rtpm: RtpmServer) -> tuple[subprocess.Popen[bytes], str]:
-    import os
-
-    if not os.path.exists(PROMETHEUS):
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""
+def _config(target: str, rtpm: RtpmServer) -> str:
+    return f"""
 global:
   scrape_interval: 1s
   scrape_timeout: 900ms
@@ -176,21 +166,6 @@ remote_write:
       min_backoff: 50ms
       max_backoff: 500ms
 """
-    )
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=native-histograms,exemplar-storage",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def _get(client: httpx.Client, path: str, **params: Any) -> Any:
@@ -253,87 +228,80 @@ QUERIES = [
 def test_native_histograms_and_exemplars_end_to_end(
     tmp_path: Path, target: str, server_factory: Callable[..., RtpmServer]
 ) -> None:
+    prometheus_binary()  # skip (or fail under CI) before starting rtpm
     rtpm = server_factory()
-    proc, prom_url = _start_prometheus(tmp_path, target, rtpm)
-    log = tmp_path / "prometheus.log"
-    try:
-        with (
-            httpx.Client(base_url=prom_url, timeout=10) as prom,
-            httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours,
-        ):
-            _wait("prometheus ready", lambda: prom.get("/-/ready").status_code == 200, 30, log)
+    with (
+        Prometheus(
+            tmp_path, _config(target, rtpm), flags=["--enable-feature=native-histograms,exemplar-storage"]
+        ) as prometheus,
+        httpx.Client(base_url=prometheus.url, timeout=10) as prom,
+        httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours,
+    ):
 
-            def scraped(n: int) -> Callable[[], bool]:
-                def check() -> bool:
-                    r = prom.get("/api/v1/query", params={"query": f'count_over_time(up{{job="{JOB}"}}[1m])'})
-                    result = r.json()["data"]["result"]
-                    return bool(result) and float(result[0]["value"][1]) >= n
+        def scraped(n: int) -> Callable[[], bool]:
+            def check() -> bool:
+                r = prom.get("/api/v1/query", params={"query": f'count_over_time(up{{job="{JOB}"}}[1m])'})
+                result = r.json()["data"]["result"]
+                return bool(result) and float(result[0]["value"][1]) >= n
 
-                return check
+            return check
 
-            _wait("six scrapes", scraped(6), 30, log)
-            # the native histogram arrived as one (not as classic series)
-            raw = _get(prom, "/api/v1/query", query="app_native_seconds")["result"]
-            assert raw and "histogram" in raw[0], raw
-            # evaluate between scrapes: the newest scrape's timestamp + 0.5 s (and 5m before it)
-            stamps = _get(prom, "/api/v1/query", query=f'timestamp(up{{job="{JOB}"}})')["result"]
-            at = float(stamps[0]["value"][1]) - 2 + 0.5
-            start, end = at - 3, at
+        prometheus.wait("six scrapes", scraped(6), 30)
+        # the native histogram arrived as one (not as classic series)
+        raw = _get(prom, "/api/v1/query", query="app_native_seconds")["result"]
+        assert raw and "histogram" in raw[0], raw
+        # evaluate between scrapes: the newest scrape's timestamp + 0.5 s (and 5m before it)
+        stamps = _get(prom, "/api/v1/query", query=f'timestamp(up{{job="{JOB}"}})')["result"]
+        at = float(stamps[0]["value"][1]) - 2 + 0.5
+        start, end = at - 3, at
 
-            def same(query: str) -> tuple[bool, Any, Any]:
-                want = _get(prom, "/api/v1/query_range", query=query, start=start, end=end, step=1)["result"]
-                got = _get(ours, "/api/v1/query_range", query=query, start=start, end=end, step=1)["result"]
-                return _close(_by_metric(want), _by_metric(got)), want, got
+        def same(query: str) -> tuple[bool, Any, Any]:
+            want = _get(prom, "/api/v1/query_range", query=query, start=start, end=end, step=1)["result"]
+            got = _get(ours, "/api/v1/query_range", query=query, start=start, end=end, step=1)["result"]
+            return _close(_by_metric(want), _by_metric(got)), want, got
 
-            def all_same() -> bool:
-                return all(same(q)[0] for q in QUERIES)
+        def all_same() -> bool:
+            return all(same(q)[0] for q in QUERIES)
 
-            try:
-                _wait("RTPM to answer every query as Prometheus does", all_same, 20, log)
-            except AssertionError:
-                for q in QUERIES:
-                    ok, want, got = same(q)
-                    assert ok, f"{q}\nprometheus: {want}\nrtpm:       {got}"
-                raise
-            for q in QUERIES:  # each answered something (not two empty results)
-                assert same(q)[1], q
-
-            # exemplars: RTPM has every one Prometheus has for the range
-            def exemplars(client: httpx.Client) -> dict[str, set[tuple[str, str, float]]]:
-                data = _get(
-                    client,
-                    "/api/v1/query_exemplars",
-                    query="app_classic_seconds_bucket or app_requests_total",
-                    start=start - 60,
-                    end=end,
-                )
-                out: dict[str, set[tuple[str, str, float]]] = {}
-                for s in data:
-                    key = s["seriesLabels"]["__name__"] + s["seriesLabels"].get("le", "")
-                    out[key] = {(e["labels"]["trace_id"], e["value"], e["timestamp"]) for e in s["exemplars"]}
-                return out
-
-            want_ex = exemplars(prom)
-            assert want_ex and all(want_ex.values()), want_ex
-            got_ex: dict[str, set[tuple[str, str, float]]] = {}
-
-            def exemplars_arrived() -> bool:
-                nonlocal got_ex
-                got_ex = exemplars(ours)
-                return all(v <= got_ex.get(k, set()) for k, v in want_ex.items())
-
-            try:
-                _wait("exemplars in RTPM", exemplars_arrived, 15, log)
-            except AssertionError:
-                assert got_ex == want_ex
-                raise
-            failed = _failed(prom)
-            assert "prometheus_remote_storage_samples_failed_total" in failed, failed
-            assert set(failed.values()) == {0.0}, failed
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+            prometheus.wait("RTPM to answer every query as Prometheus does", all_same, 20)
+        except AssertionError:
+            for q in QUERIES:
+                ok, want, got = same(q)
+                assert ok, f"{q}\nprometheus: {want}\nrtpm:       {got}"
+            raise
+        for q in QUERIES:  # each answered something (not two empty results)
+            assert same(q)[1], q
+
+        # exemplars: RTPM has every one Prometheus has for the range
+        def exemplars(client: httpx.Client) -> dict[str, set[tuple[str, str, float]]]:
+            data = _get(
+                client,
+                "/api/v1/query_exemplars",
+                query="app_classic_seconds_bucket or app_requests_total",
+                start=start - 60,
+                end=end,
+            )
+            out: dict[str, set[tuple[str, str, float]]] = {}
+            for s in data:
+                key = s["seriesLabels"]["__name__"] + s["seriesLabels"].get("le", "")
+                out[key] = {(e["labels"]["trace_id"], e["value"], e["timestamp"]) for e in s["exemplars"]}
+            return out
+
+        want_ex = exemplars(prom)
+        assert want_ex and all(want_ex.values()), want_ex
+        got_ex: dict[str, set[tuple[str, str, float]]] = {}
+
+        def exemplars_arrived() -> bool:
+            nonlocal got_ex
+            got_ex = exemplars(ours)
+            return all(v <= got_ex.get(k, set()) for k, v in want_ex.items())
+
+        try:
+            prometheus.wait("exemplars in RTPM", exemplars_arrived, 15)
+        except AssertionError:
+            assert got_ex == want_ex
+            raise
+        failed = _failed(prom)
+        assert "prometheus_remote_storage_samples_failed_total" in failed, failed
+        assert set(failed.values()) == {0.0}, failed

@@ -4,9 +4,6 @@ the same series and values that Prometheus's own /api/v1/query returns for them.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._server import RtpmServer, free_port
+from tests._prometheus import Prometheus, prometheus_binary
+from tests._server import RtpmServer
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 JOB = "rw_target"
 
 
@@ -78,15 +75,8 @@ def target() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def _start_prometheus(tmp_path: Path, target: str, rtpm_url: str, api_key: str) -> tuple[subprocess.Popen[bytes], str]:
-    if not os.path.exists(PROMETHEUS):
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""
+def _config(target: str, rtpm_url: str, api_key: str) -> str:
+    return f"""
 global:
   scrape_interval: 1s
   scrape_timeout: 900ms
@@ -109,33 +99,6 @@ remote_write:
       send: true
       send_interval: 1s
 """
-    )
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def _matrix(client: httpx.Client, query: str, at: float) -> dict[frozenset[tuple[str, str]], list[tuple[int, float]]]:
@@ -166,53 +129,44 @@ def _same(a: dict[Any, list[tuple[int, float]]], b: dict[Any, list[tuple[int, fl
 def test_rtpm_holds_what_prometheus_scraped_and_remote_wrote(
     tmp_path: Path, target: str, server_factory: Callable[..., RtpmServer]
 ) -> None:
+    prometheus_binary()  # skip (or fail under CI) before starting rtpm
     rtpm = server_factory()
-    proc, prom_url = _start_prometheus(tmp_path, target, rtpm.url, rtpm.api_key)
-    log = tmp_path / "prometheus.log"
-    try:
-        with (
-            httpx.Client(base_url=prom_url, timeout=10) as prom,
-            httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours,
-        ):
-            _wait("prometheus ready", lambda: prom.get("/-/ready").status_code == 200, 30, log)
+    with (
+        Prometheus(tmp_path, _config(target, rtpm.url, rtpm.api_key)) as prometheus,
+        httpx.Client(base_url=prometheus.url, timeout=10) as prom,
+        httpx.Client(base_url=rtpm.url, timeout=10, headers=rtpm.headers) as ours,
+    ):
 
-            def scraped_enough() -> bool:
-                r = prom.get("/api/v1/query", params={"query": f'count_over_time(up{{job="{JOB}"}}[1m])'})
-                result = r.json()["data"]["result"]
-                return bool(result) and float(result[0]["value"][1]) >= 5
+        def scraped_enough() -> bool:
+            r = prom.get("/api/v1/query", params={"query": f'count_over_time(up{{job="{JOB}"}}[1m])'})
+            result = r.json()["data"]["result"]
+            return bool(result) and float(result[0]["value"][1]) >= 5
 
-            _wait("five scrapes", scraped_enough, 30, log)
-            at = time.time() - 1.5
-            query = f'{{job="{JOB}"}}[5m]'
-            expected = _matrix(prom, query, at)
-            names = {dict(k)["__name__"] for k in expected}
-            assert {"up", "app_requests_total", "app_temperature_celsius", "app_latency_seconds_bucket"} <= names
-            assert all(len(v) >= 3 for v in expected.values())
+        prometheus.wait("five scrapes", scraped_enough, 30)
+        at = time.time() - 1.5
+        query = f'{{job="{JOB}"}}[5m]'
+        expected = _matrix(prom, query, at)
+        names = {dict(k)["__name__"] for k in expected}
+        assert {"up", "app_requests_total", "app_temperature_celsius", "app_latency_seconds_bucket"} <= names
+        assert all(len(v) >= 3 for v in expected.values())
 
-            got: dict[Any, list[tuple[int, float]]] = {}
+        got: dict[Any, list[tuple[int, float]]] = {}
 
-            def rtpm_caught_up() -> bool:
-                nonlocal got
-                got = _matrix(ours, query, at)
-                return _same(expected, got)
+        def rtpm_caught_up() -> bool:
+            nonlocal got
+            got = _matrix(ours, query, at)
+            return _same(expected, got)
 
-            try:
-                _wait("RTPM to hold every sample Prometheus has", rtpm_caught_up, 20, log)
-            except AssertionError:
-                assert got == expected  # shows the difference
-                raise
-
-            # Metadata sent by Prometheus reached RTPM too.
-            def metadata_arrived() -> bool:
-                r = ours.get("/api/v1/metadata", params={"metric": "app_requests_total"})
-                data = r.json().get("data", {})
-                return bool(data.get("app_requests_total")) and data["app_requests_total"][0]["type"] == "counter"
-
-            _wait("metadata", metadata_arrived, 15, log)
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+            prometheus.wait("RTPM to hold every sample Prometheus has", rtpm_caught_up, 20)
+        except AssertionError:
+            assert got == expected  # shows the difference
+            raise
+
+        # Metadata sent by Prometheus reached RTPM too.
+        def metadata_arrived() -> bool:
+            r = ours.get("/api/v1/metadata", params={"metric": "app_requests_total"})
+            data = r.json().get("data", {})
+            return bool(data.get("app_requests_total")) and data["app_requests_total"][0]["type"] == "counter"
+
+        prometheus.wait("metadata", metadata_arrived, 15)

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import STALE_NAN, MetricMetadata, MetricType, WriteBatch
 from tests._app import App
-from tests._server import RtpmServer, free_port
+from tests._prometheus import Prometheus, prometheus_binary
+from tests._server import RtpmServer
 from tests.conftest import IN_CI
 
 
@@ -84,20 +85,13 @@ def test_federate_several_selectors_and_errors(app: App) -> None:
 
 @pytest.mark.integration
 def test_a_real_prometheus_scrapes_federate(tmp_path: Path, server_factory: Callable[..., RtpmServer]) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        if IN_CI:
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    prometheus_binary()  # skip (or fail under CI) before starting rtpm
     rtpm = server_factory()
     now = time.time()
     lines = "".join(f'fed_load{{host="h{i}"}} {i + 0.25} {int(now * 1000) - 2000}\n' for i in range(3))
     r = httpx.post(rtpm.url + "/api/v1/import/prometheus", content=lines, headers=rtpm.headers, timeout=10)
     assert r.status_code == 204, r.text
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""
+    config = f"""
 global:
   scrape_interval: 1s
   scrape_timeout: 900ms
@@ -112,39 +106,22 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{rtpm.port}"]
 """
-    )
-    log = tmp_path / "prometheus.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with Prometheus(tmp_path, config) as prometheus, httpx.Client(base_url=prometheus.url, timeout=5) as prom:
         deadline = time.monotonic() + 60
         got: dict[str, float] = {}
         up = None
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as prom:
-            while time.monotonic() < deadline:
-                try:
-                    r = prom.get("/api/v1/query", params={"query": "fed_load"})
-                    if r.status_code == 200:
-                        got = {s["metric"]["host"]: float(s["value"][1]) for s in r.json()["data"]["result"]}
-                    r = prom.get("/api/v1/query", params={"query": 'up{job="rtpm_federate"}'})
-                    if r.status_code == 200 and r.json()["data"]["result"]:
-                        up = float(r.json()["data"]["result"][0]["value"][1])
-                except httpx.HTTPError:
-                    pass
-                if len(got) == 3 and up == 1.0:
-                    break
-                time.sleep(0.5)
-        assert up == 1.0, log.read_text(errors="replace")[-3000:]
+        while time.monotonic() < deadline:
+            try:
+                r = prom.get("/api/v1/query", params={"query": "fed_load"})
+                if r.status_code == 200:
+                    got = {s["metric"]["host"]: float(s["value"][1]) for s in r.json()["data"]["result"]}
+                r = prom.get("/api/v1/query", params={"query": 'up{job="rtpm_federate"}'})
+                if r.status_code == 200 and r.json()["data"]["result"]:
+                    up = float(r.json()["data"]["result"][0]["value"][1])
+            except httpx.HTTPError:
+                pass
+            if len(got) == 3 and up == 1.0:
+                break
+            time.sleep(0.5)
+        assert up == 1.0, prometheus.log_tail()
         assert got == {f"h{i}": i + 0.25 for i in range(3)}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

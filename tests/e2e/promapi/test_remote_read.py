@@ -13,8 +13,6 @@ In process: per-tenant auth (metrics:read), the sample limit, bad requests.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,8 +32,8 @@ from rtpm.query.xor_chunk import decode_xor, encode_xor
 from rtpm.settings import LimitsSettings, Settings
 from tests._app import App
 from tests._auth import bearer, create_key
-from tests._server import RtpmServer, free_port
-from tests.conftest import IN_CI
+from tests._prometheus import Prometheus
+from tests._server import RtpmServer
 from tests.e2e.promql.difftest_data import encode_write_request
 from tests.e2e.promql.test_differential import _compare
 
@@ -99,65 +97,30 @@ def _write(url: str, series: list[tuple[Labels, list[int], list[float]]], header
     assert r.status_code in (200, 204), r.text
 
 
-def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if IN_CI:
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return found
-
-
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RtpmServer, str]]:
     """A real rtpm serve holding the rr_* data, and a real Prometheus remote-reading it. Both
     start at once: Prometheus reads its credentials file per request, written once RTPM is up."""
-    prometheus = _prometheus_binary()
     tmp = tmp_path_factory.mktemp("remote_read")
     rtpm = RtpmServer(env={"RTPM_DATA_DIR": str(tmp / "rtpm")}, log_path=tmp / "rtpm.log")
     credentials = tmp / "rtpm.key"
-    port = free_port()
-    config = tmp / "prometheus.yml"
-    config.write_text(
-        f"""
+    config = f"""
 remote_read:
   - url: {rtpm.url}/api/v1/read
     read_recent: true
     authorization:
       credentials_file: {credentials}
 """
-    )
-    with open(tmp / "prometheus.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-remote-write-receiver",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    prometheus = Prometheus(tmp, config, flags=["--web.enable-remote-write-receiver"])
+    prometheus.start(wait_ready=False)
     try:
         rtpm.start()
         credentials.write_text(rtpm.api_key)
         _write(rtpm.url, _rtpm_series(), rtpm.headers)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp / "prometheus.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.1)
-        yield rtpm, url
+        prometheus.wait_ready()
+        yield rtpm, prometheus.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        prometheus.stop()
         rtpm.stop()
 
 

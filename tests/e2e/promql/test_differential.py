@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +28,11 @@ from rtpm.model.samples import WriteBatch
 from rtpm.settings import Settings
 from rtpm.storage.sqlite import SqliteStorage
 from tests._auth import grant
-from tests._server import free_port
+from tests._prometheus import Prometheus
 from tests.e2e.promql.difftest_data import Dataset, encode_write_request, generate
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = "/usr/bin/prometheus"
 T0_S = (int(time.time()) - 3 * 3600) // 3600 * 3600  # data: [T0, T0 + 2h]
 G, C, H, INFO, I = "test_gauge", "test_counter_total", "test_hist_bucket", "test_info", "test_intermittent"  # noqa: E741
 SP = "test_special"
@@ -252,45 +249,6 @@ RANGE = (T0_S + 1807, T0_S + 7507, 60)
 RANGE_ODD = (T0_S + 2011, T0_S + 4000, 37)
 
 
-def _start_prometheus(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text("global:\n  evaluation_interval: 1m\n  scrape_interval: 15s\n")
-    with (tmp / "prometheus.log").open("wb") as log:
-        proc = _popen(cfg, tmp, port, log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"prometheus did not start; see {tmp / 'prometheus.log'}")
-
-
-def _popen(cfg: Path, tmp: Path, port: int, log: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-            "--query.lookback-delta=5m",
-            "--storage.tsdb.retention.time=30d",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp,
-    )
-
-
 def _load_prometheus(url: str, ds: Dataset) -> None:
     """Remote-write in time slices (all series per slice) so the head accepts every sample."""
     slice_ms = 10 * 60 * 1000
@@ -334,26 +292,21 @@ async def _load_rtpm(path: Path, tenant: str, ds: Dataset) -> None:
 
 @pytest.fixture(scope="module")
 def systems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TestClient]]:
-    if not Path(PROMETHEUS).exists() or shutil.which("prometheus") is None:
-        pytest.skip("Prometheus is not installed (apt-get install prometheus)")
     tmp = tmp_path_factory.mktemp("difftest")
+    prometheus = Prometheus(
+        tmp,
+        "global:\n  evaluation_interval: 1m\n  scrape_interval: 15s\n",
+        flags=["--web.enable-remote-write-receiver", "--query.lookback-delta=5m", "--storage.tsdb.retention.time=30d"],
+    )
     ds = generate(T0_S * 1000)
     settings = Settings(_env_file=None, data_dir=tmp / "rtpm", environment="test")  # type: ignore[call-arg]
     settings.data_dir.mkdir(parents=True)
     asyncio.run(_load_rtpm(settings.sqlite_path, settings.default_tenant, ds))
-    proc, url = _start_prometheus(tmp)
-    try:
-        _load_prometheus(url, ds)
+    with prometheus:
+        _load_prometheus(prometheus.url, ds)
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             grant(client)
-            yield url, client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield prometheus.url, client
 
 
 def _value(s: str) -> float:
