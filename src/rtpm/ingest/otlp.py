@@ -23,68 +23,42 @@ Refused, reported through `partial_success` (the rest of the request is stored):
 (sums and histograms; RTPM does not accumulate deltas: a collector's `deltatocumulative` processor
 does), exponential histogram scales below -4, unspecified temporality, malformed histograms,
 and points that fail validation (timestamp window, label limits).
+
+    otlp.py            OtlpDecoder: points -> samples, the series cache, refusals
+    otlp_wire.py       the wire reader (the lite protobuf parse, JSON, the number point layout)
+    otlp_naming.py     OpenTelemetry -> Prometheus names, labels and units
+    otlp_histograms.py exponential histograms -> native histograms
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
 from rtpm.ingest import otlp_histograms
 from rtpm.ingest.batching import INVALID_SERIES, MISSING, BatchBuilder, Refused
-from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse, KeyValue
-from rtpm.ingest.proto._descriptors import FILE_DESCRIPTOR_SET
+from rtpm.ingest.otlp_naming import attributes, format_float, metadata_unit, metric_name
+from rtpm.ingest.otlp_wire import (
+    TIME_DOUBLE,
+    TIME_INT,
+    LiteNumberDataPoint,
+    encoded_attributes,
+    parse_request,
+    read_request,
+)
+from rtpm.ingest.proto import ExportMetricsServiceResponse, KeyValue
 from rtpm.ingest.validate import Validator
 from rtpm.model.labels import Labels
 from rtpm.model.samples import STALE_NAN, MetricType, WriteBatch
 
 DELTA, CUMULATIVE = 1, 2
 NO_RECORDED_VALUE = 1
-
-UNITS = {
-    "d": "days",
-    "h": "hours",
-    "min": "minutes",
-    "s": "seconds",
-    "ms": "milliseconds",
-    "us": "microseconds",
-    "ns": "nanoseconds",
-    "By": "bytes",
-    "KiBy": "kibibytes",
-    "MiBy": "mebibytes",
-    "GiBy": "gibibytes",
-    "TiBy": "tibibytes",
-    "KBy": "kilobytes",
-    "MBy": "megabytes",
-    "GBy": "gigabytes",
-    "TBy": "terabytes",
-    "m": "meters",
-    "V": "volts",
-    "A": "amperes",
-    "J": "joules",
-    "W": "watts",
-    "g": "grams",
-    "Cel": "celsius",
-    "Hz": "hertz",
-    "1": "",
-    "%": "percent",
-}
-PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
-
-_SPLIT = re.compile(r"[^a-zA-Z0-9:]+")
-_BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
-_BAD_METRIC_CHAR = re.compile(r"[^a-zA-Z0-9:]")
-_UNDERSCORES = re.compile(r"__+")
 
 DELTA_REFUSED = "delta temporality is not supported (use the collector's deltatocumulative processor)"
 EMPTY_NAME = "metric name has no character of [a-zA-Z0-9:] (nothing left once translated)"
@@ -102,191 +76,6 @@ class OtlpResult:
 
     def error_message(self) -> str:
         return "; ".join(f"{n} data points: {reason}" for reason, n in self.reasons.items())
-
-
-def _unit_parts(unit: str) -> tuple[str, str]:
-    """The Prometheus spellings of a UCUM unit's main and per parts (`By/s` -> `bytes`,
-    `per_second`), each cleaned (invalid characters -> `_`, runs collapsed, one leading `_`
-    dropped). A part with an annotation (`{packet}`) contributes nothing; `1` maps to nothing."""
-    main_otel, sep, per_otel = unit.partition("/")
-    main_otel, per_otel = main_otel.strip(), per_otel.strip()
-    main = per = ""
-    if main_otel and "{" not in main_otel and "}" not in main_otel:
-        main = UNITS.get(main_otel, main_otel)
-    if sep and per_otel and "{" not in per_otel and "}" not in per_otel:
-        per = PER_UNITS.get(per_otel, per_otel)
-        per = "per_" + per if per else ""
-    return _clean_unit(main), _clean_unit(per)
-
-
-def _clean_unit(unit: str) -> str:
-    out = _UNDERSCORES.sub("_", _BAD_METRIC_CHAR.sub("_", unit))
-    return out[1:] if out.startswith("_") else out
-
-
-def metric_name(name: str, unit: str, kind: MetricType) -> str:
-    """The Prometheus name of an OTLP metric, as Prometheus's OTLP translation (strategy
-    UnderscoreEscapingWithSuffixes) builds it: the name split into tokens at every character
-    outside [a-zA-Z0-9:]; the unit's main part appended unless already a token, then its per
-    part (`per_second`); counters (monotonic sums) end in `_total` and gauges of unit `1` in
-    `_ratio` (each token moved to the end if present); a leading digit gets a `_`. Empty when
-    nothing is left (such a metric is refused)."""
-    tokens = [t for t in _SPLIT.split(name) if t]
-    main, per = _unit_parts(unit)
-    if main in tokens:
-        main = ""
-    if per == "per_":
-        per = ""
-    else:
-        per = per.removesuffix("_")
-        if per in tokens:
-            per = ""
-    if per:
-        main = main.removesuffix("_")
-    tokens += [t for t in (main, per) if t]
-    if kind is MetricType.COUNTER:
-        tokens = [t for t in tokens if t != "total"] + ["total"]
-    if kind is MetricType.GAUGE and unit == "1":
-        tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
-    out = "_".join(tokens)
-    return "_" + out if out[:1].isdigit() else out
-
-
-@functools.lru_cache(maxsize=8192)
-def label_name(key: str) -> str:
-    out = _BAD_LABEL.sub("_", key)
-    if not out:
-        return "_"
-    if out[0].isdigit():
-        return "key_" + out
-    if out[0] == "_":
-        return "key" + out
-    return out
-
-
-def format_float(v: float) -> str:
-    """Like Go's strconv.FormatFloat(v, 'g', -1, 64) for the values seen in `le` and `quantile`."""
-    if v != v:
-        return "NaN"
-    if v in (float("inf"), float("-inf")):
-        return "+Inf" if v > 0 else "-Inf"
-    s = repr(v)
-    return s[:-2] if s.endswith(".0") else s
-
-
-def _any_value(v: Any) -> str:
-    if v.HasField("string_value"):
-        return str(v.string_value)
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return str(v.string_value)
-    if kind == "bool_value":
-        return "true" if v.bool_value else "false"
-    if kind == "int_value":
-        return str(v.int_value)
-    if kind == "double_value":
-        return format_float(v.double_value)
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    if kind == "array_value":
-        return orjson.dumps([_any_value(x) for x in v.array_value.values]).decode()
-    if kind == "kvlist_value":
-        return orjson.dumps({kv.key: _any_value(kv.value) for kv in v.kvlist_value.values}).decode()
-    return ""
-
-
-def attributes(kvs: Any) -> dict[str, str]:
-    """OTLP attributes -> label pairs (names sanitized, colliding values joined with ';')."""
-    out: dict[str, str] = {}
-    for kv in kvs:
-        name = label_name(kv.key)
-        value = _any_value(kv.value)
-        if value == "":
-            continue
-        out[name] = f"{out[name]};{value}" if name in out else value
-    return out
-
-
-def _lite_request_class() -> Any:
-    """ExportMetricsServiceRequest as the decoder reads it: the same wire format, except that the
-    attributes of number, histogram and summary data points are left as the raw bytes of each
-    encoded KeyValue. A data point's series is then found by those bytes (one dictionary lookup),
-    and its attributes are only decoded, checked and turned into labels when they are new.
-    The data points of gauges and sums are left as raw bytes too (see `_Decoder.numbers`)."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET)
-    pool = descriptor_pool.DescriptorPool()
-    raw = {
-        "NumberDataPoint": "attributes",
-        "HistogramDataPoint": "attributes",
-        "SummaryDataPoint": "attributes",
-        "Gauge": "data_points",
-        "Sum": "data_points",
-    }
-    for f in files.file:
-        if f.package == "opentelemetry.proto.metrics.v1":
-            for m in f.message_type:
-                for fd in m.field:
-                    if raw.get(m.name) == fd.name:
-                        fd.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-                        fd.ClearField("type_name")
-        pool.Add(f)
-    package = "opentelemetry.proto.metrics.v1"
-    return tuple(
-        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
-        for name in ("ExportMetricsServiceRequest", "NumberDataPoint")
-    )
-
-
-_LiteRequest, _LiteNumberDataPoint = _lite_request_class()
-# A number data point as protobuf encoders write it (fields in number order): optional
-# start_time_unix_nano (tag 0x11), time_unix_nano (0x19), as_double (0x21) or as_int (0x31), then
-# only attributes (0x3a each) when there are no exemplars and no flags.
-_TIME_DOUBLE = struct.Struct("<Qxd")
-_TIME_INT = struct.Struct("<Qxq")
-
-
-def parse_request(data: bytes, *, json: bool) -> Any:
-    if json:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise BadDataError(f"body is not valid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise BadDataError("body must be a JSON object (ExportMetricsServiceRequest)")
-        _drop_exemplars(doc)
-        try:
-            return json_format.ParseDict(doc, ExportMetricsServiceRequest(), ignore_unknown_fields=True)
-        except json_format.ParseError as exc:
-            raise BadDataError(f"body is not a valid OTLP JSON ExportMetricsServiceRequest: {exc}") from None
-    try:
-        return ExportMetricsServiceRequest.FromString(data)
-    except DecodeError as exc:
-        raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
-
-
-def _drop_exemplars(doc: dict[str, Any]) -> None:
-    """Exemplars are not stored, and their hex trace/span ids are not proto3 JSON bytes: drop them."""
-    for rm in _list(doc, "resourceMetrics", "resource_metrics"):
-        for sm in _list(rm, "scopeMetrics", "scope_metrics"):
-            for m in _list(sm, "metrics"):
-                if not isinstance(m, dict):
-                    continue
-                for kind in ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary"):
-                    data = m.get(kind)
-                    if isinstance(data, dict):
-                        for dp in _list(data, "dataPoints", "data_points"):
-                            if isinstance(dp, dict):
-                                dp.pop("exemplars", None)
-
-
-def _list(obj: Any, *keys: str) -> list[Any]:
-    if not isinstance(obj, dict):
-        return []
-    for k in keys:
-        v = obj.get(k)
-        if isinstance(v, list):
-            return v
-    return []
 
 
 def encode_response(result: OtlpResult | None, *, json: bool) -> bytes:
@@ -406,12 +195,12 @@ class _Decoder:
 
     def numbers(self, prom: str, raw_points: Any, common: dict[str, str]) -> int | None:
         """Emit the points of a gauge or sum (each the raw bytes of a NumberDataPoint); the latest
-        timestamp (None when there were none). A point in the usual layout (`_TIME_DOUBLE`) whose
+        timestamp (None when there were none). A point in the usual layout (`otlp_wire.TIME_DOUBLE`) whose
         attribute bytes are known is read in place: its series is found by those bytes and its
         sample goes straight into the batch's columns. Any other point takes `number`."""
         b, known, fresh = self.b, self.known, self.fresh
         batch = b.batch
-        ref_of: dict[Labels, int] = {}  # this call's series -> their index in the batch
+        series_ref = batch.ref  # the index of a series in the batch (added when new)
         refs, ts_col, values = batch.refs, batch.ts_ms, batch.values
         lo, hi = b.lo_ms, b.hi_ms
         common_key = tuple(common.items())
@@ -428,7 +217,7 @@ class _Decoder:
                     key = (prom, common_key, raw[o + 18 :])
                     series = known.get(key) or fresh.get(key)
             if series is not None:
-                t, value = (_TIME_DOUBLE if tag == 0x21 else _TIME_INT).unpack_from(raw, o + 1)
+                t, value = (TIME_DOUBLE if tag == 0x21 else TIME_INT).unpack_from(raw, o + 1)
                 t = t // 1_000_000 if t else now_ms
                 if tag == 0x31:
                     value = float(value)
@@ -439,10 +228,7 @@ class _Decoder:
                 t, value, series = found
             if series is not None:
                 if lo <= t <= hi:
-                    ref = ref_of.get(series)
-                    if ref is None:
-                        ref = ref_of[series] = batch.ref(series)
-                    refs.append(ref)
+                    refs.append(series_ref(series))
                     ts_col.append(t)
                     values.append(value)
                 else:
@@ -460,7 +246,7 @@ class _Decoder:
         invalid), or None when it is rejected. `key`: its key by attribute bytes if in the usual
         layout; remembered when those bytes are exactly its attributes."""
         try:
-            dp = _LiteNumberDataPoint.FromString(raw)
+            dp = LiteNumberDataPoint.FromString(raw)
         except DecodeError as exc:
             self.check()  # raises the complete message type's error
             raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
@@ -482,7 +268,7 @@ class _Decoder:
             series = self.series(prom, {**self.attrs(attrs), **common})
             if series is not None:
                 self.fresh[raw_key] = series
-        if series is not None and key is not None and key[2] == _encoded(attrs):
+        if series is not None and key is not None and key[2] == encoded_attributes(attrs):
             self.fresh[key] = series
         return t, value, series
 
@@ -580,32 +366,10 @@ class _Decoder:
         else:
             return None
         if latest is not None and (metric.description or unit):
-            b.metadata(prom, mtype, _metadata_unit(unit), metric.description, self.point)
+            b.metadata(prom, mtype, metadata_unit(unit), metric.description, self.point)
         elif latest is not None:
             b.metadata(prom, mtype, "", "", self.point)
         return latest
-
-
-def _encoded(attributes: tuple[bytes, ...]) -> bytes:
-    """The attributes field of a NumberDataPoint as encoded on the wire (tag 7, length, KeyValue)."""
-    out = bytearray()
-    for item in attributes:
-        out.append(0x3A)
-        n = len(item)
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
-        out += item
-    return bytes(out)
-
-
-def _metadata_unit(unit: str) -> str:
-    """The unit of the metric's metadata, as Prometheus's OTLP translation writes it
-    (`By/s` -> `bytes_per_second`, `1/s` -> `per_second`, `1` -> nothing)."""
-    main, per = _unit_parts(unit)
-    out = f"{main}_{per}" if main and per else main or per
-    return out.removeprefix("_").removesuffix("_")
 
 
 class OtlpDecoder:
@@ -620,16 +384,7 @@ class OtlpDecoder:
     def decode(
         self, data: bytes, *, json: bool, tenant: str, now_ms: int, extra_labels: Mapping[str, str] | None = None
     ) -> OtlpResult:
-        unchecked: bytes | None = None
-        if json:
-            req = _LiteRequest.FromString(parse_request(data, json=True).SerializeToString())
-        else:
-            try:
-                req = _LiteRequest.FromString(data)
-            except DecodeError as exc:
-                parse_request(data, json=False)  # the complete message type's error
-                raise BadDataError(f"body is not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
-            unchecked = data
+        req, unchecked = read_request(data, json=json)
         b = BatchBuilder(tenant=tenant, validator=self.validator, where="data point", extra_labels=extra_labels)
         known = self._known if not extra_labels else {}
         d = _Decoder(b, now_ms, known, self._attrs_seen, unchecked, self.cache_size)

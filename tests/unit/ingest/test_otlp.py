@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from rtpm.errors import OverloadedError
-from rtpm.ingest.otlp import _metadata_unit, metric_name
+from rtpm.ingest.otlp_naming import metadata_unit, metric_name
 from rtpm.ingest.proto import ExportMetricsServiceRequest, ExportMetricsServiceResponse
 from rtpm.model.samples import MetricType, WriteBatch
 from tests._pusher import Pusher, now_ms
@@ -89,7 +89,7 @@ def test_metric_names(name: str, unit: str, kind: MetricType, expected: str) -> 
     [("ms", "milliseconds"), ("By/s", "bytes_per_second"), ("1/s", "per_second"), ("1", ""), ("{packet}", "")],
 )
 def test_metadata_units(unit: str, expected: str) -> None:
-    assert _metadata_unit(unit) == expected
+    assert metadata_unit(unit) == expected
 
 
 def test_gauges_sums_and_resource_mapping(pusher: Pusher) -> None:
