@@ -19,7 +19,7 @@ import orjson
 
 from rtpm.errors import AlreadyExists, NotFoundError
 from rtpm.model.alerts import Alert, AlertRule, AlertState, Severity
-from rtpm.storage.sql import Executor
+from rtpm.storage.sql import Executor, Row
 
 RULE_COLS = "id, tenant, name, spec, created_ms, updated_ms, last_eval_ms, last_eval_seconds, last_error"
 ALERT_COLS = (
@@ -49,7 +49,7 @@ class Heartbeat:
         return self.age_seconds(now) > self.stall_seconds
 
 
-def heartbeat_from_row(row: Sequence[Any]) -> Heartbeat:
+def heartbeat_from_row(row: Row) -> Heartbeat:
     return Heartbeat(str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), float(row[5]), float(row[6]))
 
 
@@ -69,7 +69,7 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def rule_from_row(row: Sequence[Any]) -> AlertRule:
+def rule_from_row(row: Row) -> AlertRule:
     return AlertRule.from_spec(
         orjson.loads(row[3]),
         id=int(row[0]),
@@ -83,7 +83,7 @@ def rule_from_row(row: Sequence[Any]) -> AlertRule:
     )
 
 
-def alert_from_row(row: Sequence[Any]) -> Alert:
+def alert_from_row(row: Row) -> Alert:
     value = row[9]
     return Alert(
         id=int(row[0]),

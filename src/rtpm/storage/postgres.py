@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import numpy as np
@@ -69,11 +69,7 @@ from rtpm.storage.postgres_sql import PostgresExecutor
 log = structlog.get_logger("rtpm.storage")
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    # A connection as our code holds one: a pool's proxy (asyncpg's stubs type it apart from Connection)
-    # or, for a direct connect, the Connection itself.
-    Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+    from rtpm.storage.postgres_sql import Conn
 
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"

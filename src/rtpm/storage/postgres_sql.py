@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
 from rtpm.errors import AlreadyExists, RtpmError
 from rtpm.storage.sql import POSTGRES, Row
 
-ConnectionFn = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A connection as PostgresStorage hands one out: a pool's proxy (asyncpg's stubs type it apart
+    # from Connection) or a Connection itself.
+    Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+    ConnectionFn = Callable[[], AbstractAsyncContextManager[Conn]]
 
 
 @contextmanager
@@ -37,7 +43,7 @@ class _Bound:
 
     dialect = POSTGRES
 
-    def __init__(self, conn: asyncpg.Connection, timeout: float | None) -> None:
+    def __init__(self, conn: Conn, timeout: float | None) -> None:
         self._c = conn
         self._timeout = timeout
 

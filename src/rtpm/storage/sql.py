@@ -16,7 +16,7 @@ executor sees a driver's exception.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,7 +24,15 @@ from typing import Any, Protocol
 
 import orjson
 
-Row = Sequence[Any]  # a result row: indexable by column position
+
+class Row(Protocol):
+    """A result row, indexable by column position: a tuple from sqlite3, an asyncpg Record."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Executor(Protocol):
