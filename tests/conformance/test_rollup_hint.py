@@ -11,10 +11,11 @@ import time
 import numpy as np
 import pytest
 
+from rtpm.errors import QueryError, TooManySamples
 from rtpm.jobs.maintenance import rollup
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import WriteBatch
-from rtpm.query.promql.engine import Engine, Result
+from rtpm.query.promql.engine import Engine, EngineOptions, Result
 from rtpm.query.seed_promql import Aggregation, buckets
 from rtpm.settings import MaintenanceSettings
 from rtpm.storage.base import Storage
@@ -103,6 +104,14 @@ async def test_rollups_answer_what_the_samples_answer(storage: Storage) -> None:
         assert_same(got, want, what)
         assert got.rollup_rows > 0, what  # from rollups, and fewer rows than samples
         assert got.samples_loaded < want.samples_loaded, what
+    # the limits hold for rollup rows as for samples
+    small = Engine(storage, EngineOptions(max_series=5))
+    with pytest.raises(QueryError, match="max_query_series"):
+        await small.range("t", "sum_over_time(req_total[1h])", start + 3 * HOUR - 1, start + 20 * HOUR - 1, HOUR)
+    with pytest.raises(TooManySamples):
+        await Engine(storage, EngineOptions(max_samples=50)).instant(
+            "t", "count_over_time(req_total[1d])", start + 25 * HOUR - 1
+        )
 
 
 async def test_the_hint_is_not_taken_where_rollups_could_differ(storage: Storage) -> None:

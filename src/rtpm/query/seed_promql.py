@@ -33,6 +33,10 @@ rate       `rate(s[step])`: Prometheus' per-    `sum by (g) (rate(s[step]))`
            bucket's edges), two samples needed
 =========  ===================================  ====================================================
 
+A NaN sample that is not a staleness marker is a value, as in PromQL (a bucket holding one
+answers NaN for avg and sum); the bucketizer before issue 17 skipped it. Rollups leave NaN out, so
+where the engine reads a bucket from rollups (`query/promql/rollup_hint.py`) it is skipped there.
+
 A bucketed query without an aggregation is `avg`. `GET /api/v1/metrics/query/instant` answers
 the same aggregations over the window `(time - 5m, time]`, reported at `time`.
 """

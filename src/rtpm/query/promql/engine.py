@@ -182,14 +182,16 @@ class Engine:
         for sel in selectors:
             remaining = opts.max_samples - loaded
             hint = hinted.get(id(sel))
-            from_rollups = 0
+            rollup_series = 0
             if hint is not None:
-                from_rollups = await self._load_rollups(tenant, hint, q, steps, remaining)
+                rows = await self._load_rollups(tenant, hint, q, steps, remaining)
                 if hint.read is not None:
-                    loaded += from_rollups
-                    series += len(hint.read.series)
-                    remaining -= from_rollups
+                    loaded += rows
+                    remaining -= rows
+                    rollup_series = len(hint.read.series)
                     if hint.steps == len(steps):  # every window from rollups: no samples needed
+                        series += rollup_series
+                        _check_series(series, opts.max_series, sel)
                         q.data[id(sel)] = Flat.of([])
                         continue
             hi = sel.fetch_hi if q.samples_until_ms is None else min(sel.fetch_hi, q.samples_until_ms)
@@ -204,12 +206,9 @@ class Engine:
                 )
             except TooManySamples:
                 raise _too_many_samples(opts.max_samples) from None
-            series += max(0, len(found) + len(hfound) - (len(hint.read.series) if hint and hint.read else 0))
-            if series > opts.max_series:
-                raise QueryError(
-                    f"query selects more than {opts.max_series} series (max_query_series) at {sel.text}; "
-                    "narrow the selector"
-                )
+            # with a hint, mostly the same series come from rollups and from samples: the larger count
+            series += max(rollup_series, len(found) + len(hfound))
+            _check_series(series, opts.max_series, sel)
             flat = histo.merge_flat(found, hfound)
             loaded += len(flat.ts)
             if loaded > opts.max_samples:
@@ -246,6 +245,13 @@ class Engine:
         if covered < len(steps):
             sel.fetch_lo = int(ends[covered]) - hint.range_ms
         return rows
+
+
+def _check_series(series: int, limit: int, sel: a.VectorSel) -> None:
+    if series > limit:
+        raise QueryError(
+            f"query selects more than {limit} series (max_query_series) at {sel.text}; narrow the selector"
+        )
 
 
 def _too_many_samples(limit: int) -> TooManySamples:
