@@ -199,6 +199,45 @@ async def test_a_second_process_tails_the_wal_without_reading(
     assert other._headlog.head.count() == 2  # type: ignore[attr-defined]
 
 
+async def ids_of(storage: Storage) -> dict[str, int]:
+    found = await storage.maintenance.find_series("t", [NAME])  # type: ignore[attr-defined]
+    return {dict(labels)["host"]: sid for sid, labels in found}
+
+
+async def test_samples_deleted_from_the_head_stay_deleted(head: Storage, open_storage: Callable[..., object]) -> None:
+    """delete_samples in the head writes a tombstone to the WAL: another process applies it, a
+    restart does not bring the samples back, a sample written after the deletion stays, and
+    the cut encodes the head without them."""
+    other: Storage = await open_storage()  # type: ignore[misc]
+    await head.write([batch(*[(h, T0 + i * 1000, float(i)) for h in ("a", "b") for i in range(6)])])
+    assert sorted(await read(other)) == ["a", "b"]  # the other process has them in its head
+    ids = await ids_of(head)
+    assert await head.maintenance.delete_samples([ids["a"]], T0 + 1000, T0 + 3000) == 3  # type: ignore[attr-defined]
+    await head.write([batch(("a", T0 + 2000, 20.0))])  # after the deletion: kept
+    want = {
+        "a": [(T0, bits(0.0)), (T0 + 2000, bits(20.0)), (T0 + 4000, bits(4.0)), (T0 + 5000, bits(5.0))],
+        "b": [(T0 + i * 1000, bits(float(i))) for i in range(6)],
+    }
+    assert await read(head) == want
+    assert await read(other) == want  # applied from the WAL, in order
+    await head.close()
+    again: Storage = await open_storage()  # type: ignore[misc]
+    assert await read(again) == want  # rebuilt from the WAL: the tombstone applied where it falls
+
+    await cut(again, T0 + W)  # into chunks without the deleted samples; the tombstone goes too
+    assert await read(again) == want
+    assert (await status(again)).wal_records == 0
+    # a range over chunks and head at once: both go, in one transaction
+    await again.write([batch(("a", T0 + W + 1000, 7.0), ("a", T0 + W + 2000, 8.0))])
+    assert await again.maintenance.delete_samples([ids["a"]], T0 + 3000, T0 + W + 1000) == 3  # type: ignore[attr-defined]
+    want["a"] = [(T0, bits(0.0)), (T0 + 2000, bits(20.0)), (T0 + W + 2000, bits(8.0))]
+    assert await read(again) == want
+    assert await read(other) == want
+    await again.close()
+    last: Storage = await open_storage()  # type: ignore[misc]
+    assert await read(last) == want
+
+
 LIMIT = r"at its maximum of 3 active series \(RTPM_STORAGE_HEAD_MAX_SERIES\)"
 
 

@@ -28,14 +28,14 @@ import numpy as np
 from rtpm.errors import LimitExceeded
 from rtpm.storage._series import order_by_series_ts
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.wal import Record
+from rtpm.storage.wal import Entry, Record, Tombstone
 
 _TIER = 4
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 # (cut watermark, up to `limit` records after the given id, in id order)
-WalFetch = Callable[[int, int], Awaitable[tuple[int | None, list[Record]]]]
+WalFetch = Callable[[int, int], Awaitable[tuple[int | None, list[Entry]]]]
 _FETCH_RECORDS = 500
 
 
@@ -132,37 +132,53 @@ class Head:
 
     # -- applying records ----------------------------------------------------------------------
 
-    def apply(self, record: Record, *, contiguous: bool) -> bool:
-        """Apply one record. With `contiguous`, only if it is the very next id (a process's own
-        record: an id in between may be another process's, not applied yet); False means the
-        caller must catch up from the log instead. Records at or below `last_id` are skipped.
-        Readers never wait for the merging of blocks: the new list is swapped in when ready."""
+    def apply(self, record: Entry, *, contiguous: bool) -> bool:
+        """Apply one record (samples, or a tombstone). With `contiguous`, only if it is the very
+        next id (a process's own record: an id in between may be another process's, not applied
+        yet); False means the caller must catch up from the log instead. Records at or below
+        `last_id` are skipped. Readers never wait for the merging of blocks: the new list is
+        swapped in when ready."""
         with self._apply_lock:
             if record.id <= self.last_id:
                 return True
             if contiguous and record.id != self.last_id + 1:
                 return False
-            blocks, active = self._appended(record)
+            if isinstance(record, Tombstone):
+                blocks, active = self._deleted(record)
+            else:
+                blocks, active = self._appended(record)
             with self._lock:
                 self._blocks, self._active = blocks, active
                 self.last_id = record.id
             return True
 
-    def apply_many(self, records: list[Record]) -> None:
-        """Apply records read from the log, in id order, as one block: at start-up the whole WAL
-        is sorted once instead of merged record by record."""
+    def apply_many(self, records: list[Entry]) -> None:
+        """Apply records read from the log, in id order: each run of sample records between
+        tombstones as one block (at start-up the whole WAL is sorted once instead of merged record
+        by record), a tombstone where it falls."""
         with self._apply_lock:
             fresh = [r for r in records if r.id > self.last_id]
-        if len(fresh) <= 1:
-            for r in fresh:
+        run: list[Record] = []
+        for r in fresh:
+            if isinstance(r, Tombstone):
+                self._apply_run(run)
+                run = []
+                self.apply(r, contiguous=False)
+            else:
+                run.append(r)
+        self._apply_run(run)
+
+    def _apply_run(self, run: list[Record]) -> None:
+        if len(run) <= 1:
+            for r in run:
                 self.apply(r, contiguous=False)
             return
         merged = _dedup_last(  # oldest first: the stable sort keeps the last written of every key
-            np.concatenate([r.series_ids for r in fresh]),
-            np.concatenate([r.ts_ms for r in fresh]),
-            np.concatenate([r.values for r in fresh]),
+            np.concatenate([r.series_ids for r in run]),
+            np.concatenate([r.ts_ms for r in run]),
+            np.concatenate([r.values for r in run]),
         )
-        self.apply(Record(fresh[-1].id, merged.sids, merged.ts, merged.values), contiguous=False)
+        self.apply(Record(run[-1].id, merged.sids, merged.ts, merged.values), contiguous=False)
 
     def set_floor(self, floor_ms: int | None) -> None:
         """Drop the samples below a new cut (they are in chunks now)."""
@@ -199,6 +215,17 @@ class Head:
         while len(blocks) > 1 and len(blocks[-2]) <= _TIER * len(blocks[-1]):
             newer = blocks.pop()
             blocks[-1] = _merge(blocks[-1], newer)
+        return blocks, active
+
+    def _deleted(self, tomb: Tombstone) -> tuple[list[_Block], set[int]]:
+        """The block list and active series without the samples `tomb` deletes."""
+        ids = np.unique(tomb.series_ids)
+        blocks = []
+        for b in self._blocks:
+            gone = np.isin(b.sids, ids) & (b.ts >= tomb.start_ms) & (b.ts <= tomb.end_ms)
+            blocks.append(_Block(b.sids[~gone], b.ts[~gone], b.values[~gone]) if gone.any() else b)
+        blocks = [b for b in blocks if len(b)]
+        active = set(np.unique(np.concatenate([b.sids for b in blocks])).tolist()) if blocks else set()
         return blocks, active
 
     # -- reading -------------------------------------------------------------------------------
@@ -300,11 +327,11 @@ class HeadLog:
                 if len(records) < _FETCH_RECORDS:
                     return
 
-    def _apply_all(self, cut: int | None, records: list[Record]) -> None:
+    def _apply_all(self, cut: int | None, records: list[Entry]) -> None:
         self.head.set_floor(cut)  # same snapshot as the records: chunks hold what is dropped
         self.head.apply_many(records)
 
-    async def after_commit(self, record: Record) -> None:
+    async def after_commit(self, record: Entry) -> None:
         """Apply the process's own record, off the event loop (a merge of large blocks takes a while)."""
         if not await asyncio.to_thread(self.head.apply, record, contiguous=True):
             await self.catch_up()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rtpm.errors import BadDataError
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage.chunks import F64, I64
@@ -93,20 +92,10 @@ class MaintenanceStore(Protocol):
         """Remove the samples of series `ids` in [start_ms, end_ms] (the admin API's delete_series):
         raw rows, and chunks (one partly in range is rewritten without them). Rollup rows inside
         the range go at once; those straddling an edge are redone by the rollup job (a late mark
-        at each edge). Returns the samples removed. The head engine refuses (BadDataError) a range
-        reaching its head (`refuse_head_delete`)."""
+        at each edge). Returns the samples removed. On the head engine, samples still in the head
+        are deleted by a tombstone record in the WAL, in the same transaction."""
         ...
 
     async def reclaim_space(self) -> None: ...
 
     async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus: ...
-
-
-def refuse_head_delete(cut_ms: int | None, end_ms: int) -> None:
-    """delete_samples on the head engine: samples at or after the cut are in the head and the WAL,
-    which it cannot delete from yet; older ones are chunks and raw rows, deleted as on rows."""
-    if cut_ms is None or end_ms >= cut_ms:
-        raise BadDataError(
-            "deleting samples still in the head of the head storage engine (RTPM_STORAGE_ENGINE=head) is not "
-            f"supported yet: the range must end before the head's start ({cut_ms}, unix ms)"
-        )

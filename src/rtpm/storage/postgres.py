@@ -444,7 +444,7 @@ class PostgresStorage:
                 [m[2] for m in late],
             )
 
-    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Record]]:
+    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Entry]]:
         """The cut and the WAL records after `after_id`, in one statement (one snapshot)."""
         async with self._conn() as conn:
             rows = await conn.fetch(

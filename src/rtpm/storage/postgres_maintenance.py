@@ -14,7 +14,7 @@ from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus, refuse_head_delete
+from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
 
 if TYPE_CHECKING:
     from rtpm.storage.postgres import PostgresStorage
@@ -292,16 +292,41 @@ class PostgresMaintenance:
         return int(result.split()[-1])
 
     async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
-        if self._s._headlog is not None:
-            from rtpm.storage._engine import HEAD_CUT
+        """On the head engine the samples still in the head are deleted by a tombstone in the WAL
+        (so a restart or another process does not bring them back), committed under the WAL lock
+        in the same transaction as the deletion from chunks and raw rows."""
+        from rtpm.storage import wal
+        from rtpm.storage._engine import HEAD_CUT
+        from rtpm.storage.postgres import _WAL_LOCK
 
-            async with self._s._conn() as conn:
-                cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
-            refuse_head_delete(None if cut is None else int(cut), end_ms)
+        headlog = self._s._headlog
         removed = 0
         for i in range(0, len(ids), _SERIES_PER_TX):
             group = ids[i : i + _SERIES_PER_TX]
+            tomb = None
             async with self._s._conn() as conn, conn.transaction():
+                if headlog is not None:
+                    # under the lock no record or cut commits: the head, caught up here, holds
+                    # every sample of the range committed at or after the cut
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+                    head = headlog.head
+                    head.set_floor(await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT))
+                    for r in await conn.fetch(
+                        "SELECT id, payload FROM wal_records WHERE id > $1 ORDER BY id", head.last_id
+                    ):
+                        head.apply(wal.decode(r[0], r[1]), contiguous=False)
+                    in_head = head.read(group, start_ms, end_ms)
+                    if in_head:
+                        sids = np.asarray(sorted(in_head), dtype=np.int64)
+                        rid = await conn.fetchval(
+                            "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES ($1, $2, 0, $3) "
+                            "RETURNING id",
+                            start_ms,
+                            end_ms,
+                            wal.encode_tombstone(sids, start_ms, end_ms),
+                        )
+                        tomb = wal.Tombstone(rid, sids, start_ms, end_ms)
+                        removed += sum(len(ts) for ts, _ in in_head.values())
                 status = await conn.execute(
                     "DELETE FROM samples WHERE series_id = ANY($1::bigint[]) AND ts BETWEEN $2 AND $3",
                     group,
@@ -352,6 +377,8 @@ class PostgresMaintenance:
                     start_ms,
                     end_ms,
                 )
+            if tomb is not None and headlog is not None:
+                await headlog.after_commit(tomb)
         return removed
 
     async def reclaim_space(self) -> None:

@@ -293,10 +293,10 @@ class SqliteStorage:
                 late,
             )
 
-    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Record]]:
+    async def _wal_since(self, after_id: int, limit: int) -> tuple[int | None, list[wal.Entry]]:
         """The cut and the WAL records after `after_id`, read in one snapshot (one read transaction)."""
 
-        def run(conn: sqlite3.Connection) -> tuple[int | None, list[wal.Record]]:
+        def run(conn: sqlite3.Connection) -> tuple[int | None, list[wal.Entry]]:
             conn.execute("BEGIN")
             try:
                 cut = _cut_until(conn)

@@ -16,10 +16,12 @@ from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus, refuse_head_delete
+from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
 
 if TYPE_CHECKING:
+    from rtpm.storage.head import Head
     from rtpm.storage.sqlite import SqliteStorage
+    from rtpm.storage.wal import Tombstone
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
@@ -325,14 +327,20 @@ class SqliteMaintenance:
         return await self._s._write(run)
 
     async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
-        from rtpm.storage.sqlite import _cut_until
-
-        if self._s._headlog is not None:
-            refuse_head_delete(await self._s._read(_cut_until), end_ms)
+        """On the head engine the samples still in the head are deleted by a tombstone in the WAL
+        (so a restart or another process does not bring them back), committed in the same
+        transaction as the deletion from chunks and raw rows."""
+        headlog = self._s._headlog
+        head = headlog.head if headlog is not None else None
         removed = 0
         for i in range(0, len(ids), _SERIES_PER_TX):
             group = ids[i : i + _SERIES_PER_TX]
-            removed += await self._s._write(partial(_delete_group, ids=group, start_ms=start_ms, end_ms=end_ms))
+            n, tomb = await self._s._write(
+                partial(_delete_group, ids=group, start_ms=start_ms, end_ms=end_ms, head=head)
+            )
+            removed += n
+            if tomb is not None and headlog is not None:
+                await headlog.after_commit(tomb)
         return removed
 
     async def reclaim_space(self) -> None:
@@ -379,10 +387,33 @@ if TYPE_CHECKING:
     _m: type[MaintenanceStore] = SqliteMaintenance
 
 
-def _delete_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> int:
-    """delete_samples for some series, in one transaction."""
+def _delete_group(
+    conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int, head: Head | None
+) -> tuple[int, Tombstone | None]:
+    """delete_samples for some series, in one transaction; with the head engine's `head`, a
+    tombstone for what the head holds of them (the tombstone, to apply once committed)."""
+    from rtpm.storage import wal
+    from rtpm.storage.sqlite import _cut_until
+
     removed = 0
+    tomb = None
     with _tx(conn):
+        if head is not None:  # in the transaction (the one writer): the head, caught up, holds it all
+            head.set_floor(_cut_until(conn))
+            for rid, payload in conn.execute(
+                "SELECT id, payload FROM wal_records WHERE id > ? ORDER BY id", (head.last_id,)
+            ).fetchall():
+                head.apply(wal.decode(rid, payload), contiguous=False)
+            in_head = head.read(ids, start_ms, end_ms)
+            if in_head:
+                sids = np.asarray(sorted(in_head), dtype=np.int64)
+                cur = conn.execute(
+                    "INSERT INTO wal_records (min_ts, max_ts, count, payload) VALUES (?, ?, 0, ?)",
+                    (start_ms, end_ms, wal.encode_tombstone(sids, start_ms, end_ms)),
+                )
+                assert cur.lastrowid is not None
+                tomb = wal.Tombstone(cur.lastrowid, sids, start_ms, end_ms)
+                removed += sum(len(ts) for ts, _ in in_head.values())
         for sid in ids:
             removed += conn.execute(
                 "DELETE FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ?", (sid, start_ms, end_ms)
@@ -418,4 +449,4 @@ def _delete_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_m
                 "DELETE FROM rollups WHERE series_id = ? AND bucket >= ? AND bucket + resolution_ms - 1 <= ?",
                 (sid, start_ms, end_ms),
             )
-    return removed
+    return removed, tomb
