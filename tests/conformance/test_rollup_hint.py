@@ -138,6 +138,12 @@ async def test_the_hint_is_not_taken_where_rollups_could_differ(storage: Storage
     assert (
         await eng.range("t", "max_over_time(req_total[1h:1m])", start + HOUR - 1, start + 2 * HOUR, HOUR)
     ).rollup_rows == 0
+    # data newer than the rollups: a window on the grid past them comes from the samples
+    fresh = WriteBatch("t")
+    fresh.add(make_labels("req_total", {"host": "a"}), now - now % 60_000 + 1, 5.0)
+    await storage.write([fresh])
+    newest = await eng.instant("t", "count_over_time(req_total[1m])", now - now % 60_000 + 60_000 - 1)
+    assert newest.rollup_rows == 0 and _rows(newest)[(("host", "a"),)][1] == [1.0]
     # a late sample, not rolled up yet: from the samples, and it is seen
     late = WriteBatch("t")
     late.add(make_labels("req_total", {"host": "a"}), start + 30_001, 1000.0)
