@@ -7,6 +7,11 @@ Histogram message has the same field numbers); what cannot (invalid series, samp
 accepted window, malformed histograms) is left out and reported: the spec's partial write answers
 400 with the `X-Prometheus-Remote-Write-*-Written` counts of what was stored, so the sender
 neither retries nor double-counts. `start_timestamp` (created timestamps) is read and not stored.
+
+Speed: a series' labels are validated once per label set, not once per request: without extra
+labels, the strings its labels_refs point at are the key of the validator's series cache (symbol
+refs change from request to request, the strings do not). Metadata repeated on every series of a
+family is applied once per request while it stays the same.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from rtpm.ingest.proto.histograms import HistogramDecodeError, decode_histogram
 from rtpm.ingest.remote_write import _TYPES as METRIC_TYPES
 from rtpm.ingest.validate import Validator
 from rtpm.model.histograms import Exemplar
-from rtpm.model.labels import METRIC_NAME, Labels
+from rtpm.model.labels import METRIC_NAME, Labels, metric_name_of
 from rtpm.model.samples import MetricType, WriteBatch
 
 CONTENT_TYPE_PROTO = "io.prometheus.write.v2.Request"
+
+# The first item of this decoder's keys in Validator.series_cache (whose other users key by a str).
+_CACHE_KEY = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +67,31 @@ def decode_v2(
         raise BadDataError('symbols[0] must be the empty string ""', details=[{"field": "symbols", "index": 0}])
     b = BatchBuilder(tenant=tenant, validator=validator, where="timeseries", extra_labels=extra_labels)
     series: dict[tuple[int, ...], Labels | None] = {}  # labels_refs -> validated labels
+    cache = validator.series_cache if not extra_labels else None
+    symbol_list = list(symbols)
+    symbol = symbol_list.__getitem__
+    help_limit = validator.limits.max_help_length
+    applied: dict[str, tuple[MetricType, str, str]] = {}  # metric name -> metadata last applied
     for i, ts in enumerate(req.timeseries):
         refs = tuple(ts.labels_refs)
         n_samples, n_hist = len(ts.samples), len(ts.histograms)
-        labels = series[refs] if refs in series else series.setdefault(refs, _labels(b, symbols, refs, i))
+        if refs in series:
+            labels = series[refs]
+        else:
+            key = None
+            labels = None
+            if cache is not None:
+                try:
+                    key = (_CACHE_KEY, *map(symbol, refs))
+                except IndexError:  # a reference past the end: _labels says so
+                    pass
+                else:
+                    labels = cache.get(key)
+            if labels is None:
+                labels = _labels(b, symbols, refs, i)
+                if labels is not None and key is not None:
+                    validator.remember_series(key, labels)
+            series[refs] = labels
         if labels is None:
             b.refuse(INVALID_SERIES, n_samples, i)
             b.refuse(NATIVE_HISTOGRAM, n_hist, i)
@@ -91,12 +120,18 @@ def decode_v2(
             b.add_exemplar(labels, Exemplar(tuple(sorted((str(k), str(v)) for k, v in pairs)), e.value, e.timestamp))
         if ts.HasField("metadata"):
             md = ts.metadata
-            help_text, unit = _symbol(symbols, md.help_ref), _symbol(symbols, md.unit_ref)
+            help_text, unit = _symbol(symbol_list, md.help_ref), _symbol(symbol_list, md.unit_ref)
             type_ = METRIC_TYPES.get(md.type, MetricType.UNKNOWN)
             if help_text is None or unit is None:
                 b.problem("metadata", "help_ref or unit_ref past the end of symbols", i)
             elif type_ is not MetricType.UNKNOWN or help_text or unit:
-                b.metadata(dict(labels)[METRIC_NAME], type_, unit, help_text, i)
+                name = metric_name_of(labels)
+                # Applying what was last applied to a name again changes nothing (a help text over
+                # the limit is a problem each time: not skipped).
+                if applied.get(name) != (type_, unit, help_text):
+                    b.metadata(name, type_, unit, help_text, i)
+                    if len(help_text) <= help_limit:
+                        applied[name] = (type_, unit, help_text)
     batch = b.finish(partial=True)
     written = Written(samples=len(batch.ts_ms), histograms=len(batch.h_ts_ms), exemplars=len(batch.exemplars))
     return batch, b.refused(), written

@@ -144,3 +144,52 @@ def test_the_symbols_table_must_start_with_the_empty_string(pusher: Pusher) -> N
     r = post(pusher, bytes(cramjam.snappy.compress_raw(req.SerializeToString())))
     assert r.status_code == 400 and "symbols[0]" in r.text
     assert pusher.stored() == {}
+
+
+def _decode(v: V2, validator: Any, **kw: Any) -> Any:
+    from rtpm.ingest.remote_write_v2 import decode_v2
+
+    return decode_v2(v.req.SerializeToString(), tenant="t", validator=validator, **kw)
+
+
+def test_labels_validated_in_one_request_are_the_same_in_the_next_whatever_the_symbol_refs() -> None:
+    from rtpm.ingest.validate import Validator
+    from rtpm.settings import LimitsSettings
+
+    validator = Validator(LimitsSettings(max_label_value_length=8))
+    t = now_ms()
+    first, second = V2(), V2()
+    first.series({"__name__": "up", "job": "a"}, [(t, 1.0)])
+    first.series({"__name__": "up", "job": "way-too-long"}, [(t, 1.0)])
+    second.sym("zzz")  # every ref shifted
+    second.series({"__name__": "up", "job": "way-too-long"}, [(t, 2.0)])
+    second.series({"__name__": "up", "job": "a"}, [(t, 2.0)])
+    second.series({"__name__": "up", "job": "a"}, [(t + 1, 3.0)], type=1, help="Up.")
+    batch1, refused1, _ = _decode(first, validator)
+    batch2, refused2, _ = _decode(second, validator)
+    up_a = make_labels("up", {"job": "a"})
+    assert batch1.series == batch2.series == [up_a]
+    assert batch2.refs == [0, 0] and batch2.values == [2.0, 3.0]
+    # an invalid series is refused, and said why, in every request
+    assert refused1.samples == refused2.samples == {"invalid_series": 1}
+    assert [p.index for p in refused2.problems] == [0]
+    # extra labels: validated again, with them
+    batch3, _, _ = _decode(second, validator, extra_labels={"cluster": "c1"})
+    assert batch3.series == [make_labels("up", {"job": "a", "cluster": "c1"})]
+
+
+def test_metadata_repeated_on_every_series_is_the_last_one_sent_and_each_too_long_help_a_problem() -> None:
+    from rtpm.ingest.validate import Validator
+    from rtpm.settings import LimitsSettings
+
+    validator = Validator(LimitsSettings(max_help_length=10))
+    t = now_ms()
+    v = V2()
+    for i, (type_, help_text) in enumerate([(1, "A."), (1, "A."), (2, "B."), (1, "A."), (0, "C.")]):
+        v.series({"__name__": "m", "i": str(i)}, [(t, 1.0)], type=type_, help=help_text)
+    v.series({"__name__": "n", "i": "0"}, [(t, 1.0)], type=2, help="far too long a help text")
+    v.series({"__name__": "n", "i": "1"}, [(t, 1.0)], type=2, help="far too long a help text")
+    batch, refused, _ = _decode(v, validator)
+    # the last one wins; an unknown type keeps the type sent before it
+    assert [(m.name, m.type, m.help) for m in batch.metadata] == [("m", MetricType.COUNTER, "C.")]
+    assert [(p.field, p.index) for p in refused.problems] == [("metadata.help", 5), ("metadata.help", 6)]
