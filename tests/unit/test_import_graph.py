@@ -13,26 +13,9 @@ import rtpm
 
 SRC = Path(rtpm.__file__).resolve().parent
 
-# Cycles in modules that issue 17 rewrites or removes (the per-backend alert/dashboard stores reach
-# into their parent storage module; the five bootstrap modules become rtpm/app/). Tolerated until
-# those land; a cycle through any other module fails. Empty this set when they are gone.
-PENDING_REWRITE = frozenset(
-    {
-        "rtpm.storage.postgres",
-        "rtpm.storage.postgres_alerts",
-        "rtpm.storage.postgres_dashboards",
-        "rtpm.storage.postgres_histograms",
-        "rtpm.storage.postgres_maintenance",
-        "rtpm.storage.sqlite",
-        "rtpm.storage.sqlite_alerts",
-        "rtpm.storage.sqlite_dashboards",
-        "rtpm.storage.sqlite_histograms",
-        "rtpm.storage.sqlite_maintenance",
-        "rtpm.bootstrap",
-        "rtpm.bootstrap_alerts",
-        "rtpm.bootstrap_auth",
-    }
-)
+# Cycles in modules that issue 17 removes (the five bootstrap modules become rtpm/app/). Tolerated
+# until that lands; a cycle through any other module fails. Empty this set when they are gone.
+PENDING_REWRITE = frozenset({"rtpm.bootstrap", "rtpm.bootstrap_alerts", "rtpm.bootstrap_auth"})
 
 
 def _module_name(path: Path) -> str:

@@ -63,7 +63,7 @@ from rtpm.storage.chunks import F64, I64
 from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.histograms import HistogramStore
-from rtpm.storage.postgres_maintenance import PostgresMaintenance
+from rtpm.storage.postgres_maintenance import WAL_LOCK, PostgresMaintenance
 from rtpm.storage.postgres_sql import PostgresExecutor
 
 log = structlog.get_logger("rtpm.storage")
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 _MIGRATION_LOCK = 0x5254504D  # "RTPM"
 _PARTITION_LOCK = 0x5254504E
-_WAL_LOCK = 0x5254504F  # held by a WAL record's transaction until commit, and by the cut
 
 _REPLICA_RETRY_SECONDS = 5.0  # a replica that failed is not asked again for this long
 _REPLICA_CHECK_TIMEOUT = 2.0
@@ -397,7 +396,7 @@ class PostgresStorage:
             elif len(flat):
                 # Under the WAL lock until commit: ids are taken in commit order (tailing by id never
                 # skips a record that commits later), and no cut commits between reading it and us.
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", WAL_LOCK)
                 cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
                 if cut != cut_seen:
                     self._cut_seen = cut

@@ -6,7 +6,8 @@ whole daily partitions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -17,8 +18,35 @@ from rtpm.storage.chunks import F64, I64
 from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
 
 if TYPE_CHECKING:
-    from rtpm.storage.postgres import PostgresStorage
+    from contextlib import AbstractAsyncContextManager
 
+    from rtpm.storage._querier import MergedQuerier
+    from rtpm.storage.head import HeadLog
+    from rtpm.storage.postgres_sql import Conn
+
+
+class _Backend(Protocol):
+    """What PostgresMaintenance uses of its PostgresStorage, named here so that this module (which
+    postgres.py imports) does not import postgres.py back."""
+
+    @property
+    def _headlog(self) -> HeadLog | None: ...
+
+    @property
+    def _chunk_window_ms(self) -> int: ...
+
+    def _conn(self) -> AbstractAsyncContextManager[Conn]: ...
+
+    def _forget_partition(self, name: str) -> None: ...
+
+    async def _matching_series(
+        self, conn: Conn, tenant: str, matchers: Sequence[Matcher]
+    ) -> list[tuple[int, Labels]]: ...
+
+    def querier(self, tenant: str, start_ms: int, end_ms: int) -> MergedQuerier: ...
+
+
+WAL_LOCK = 0x5254504F  # advisory lock: held by a WAL record's transaction until commit, and by the cut
 _SERIES_PER_TX = 500
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
@@ -31,7 +59,7 @@ _PARTITIONS = (
 
 
 class PostgresMaintenance:
-    def __init__(self, storage: PostgresStorage) -> None:
+    def __init__(self, storage: _Backend) -> None:
         self._s = storage
 
     async def _all_series_ids(self) -> list[int]:
@@ -159,7 +187,6 @@ class PostgresMaintenance:
         commits meanwhile, so the head, caught up inside it, holds every sample committed below)."""
         from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows, windows_of
-        from rtpm.storage.postgres import _WAL_LOCK
 
         headlog = self._s._headlog
         if headlog is None:
@@ -168,7 +195,7 @@ class PostgresMaintenance:
         window = self._s._chunk_window_ms
         cutoff_ms -= cutoff_ms % window
         async with self._s._conn() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", WAL_LOCK)
             cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)
             if cut is None or cutoff_ms <= cut:
                 return 0, 0
@@ -297,7 +324,6 @@ class PostgresMaintenance:
         in the same transaction as the deletion from chunks and raw rows."""
         from rtpm.storage import wal
         from rtpm.storage._engine import HEAD_CUT
-        from rtpm.storage.postgres import _WAL_LOCK
 
         headlog = self._s._headlog
         removed = 0
@@ -308,7 +334,7 @@ class PostgresMaintenance:
                 if headlog is not None:
                     # under the lock no record or cut commits: the head, caught up here, holds
                     # every sample of the range committed at or after the cut
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _WAL_LOCK)
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", WAL_LOCK)
                     head = headlog.head
                     head.set_floor(await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT))
                     for r in await conn.fetch(

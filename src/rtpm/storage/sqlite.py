@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,17 +52,10 @@ from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.histograms import HistogramStore
 from rtpm.storage.sqlite_maintenance import SqliteMaintenance
+from rtpm.storage.sqlite_rows import cut_until, nan_bits, sample_value
 from rtpm.storage.sqlite_sql import SqliteExecutor, storage_error
 
 T = TypeVar("T")
-
-
-def _nan_bits(value: float) -> int:
-    return struct.unpack("<q", struct.pack("<d", value))[0]
-
-
-def _from_bits(bits: int) -> float:
-    return struct.unpack("<d", struct.pack("<q", bits))[0]
 
 
 class SqliteStorage:
@@ -222,7 +214,7 @@ class SqliteStorage:
                     self._insert_rows(conn, flat, now_ms)
                 elif len(flat):
                     # in the transaction (BEGIN IMMEDIATE: the one writer): no cut commits meanwhile
-                    cut = _cut_until(conn)
+                    cut = cut_until(conn)
                     flat = refuse_past_limit(self._headlog.head, batches, per_batch, flat, cut)
                     hot, late = split_at(flat, cut)
                     if len(late):
@@ -275,7 +267,7 @@ class SqliteStorage:
             )
         else:
             rows = [
-                (s, t, v, None) if v == v else (s, t, None, _nan_bits(v))
+                (s, t, v, None) if v == v else (s, t, None, nan_bits(v))
                 for s, t, v in zip(flat.series_ids.tolist(), flat.ts_ms.tolist(), flat.values.tolist(), strict=True)
             ]
             conn.executemany(
@@ -299,7 +291,7 @@ class SqliteStorage:
         def run(conn: sqlite3.Connection) -> tuple[int | None, list[wal.Entry]]:
             conn.execute("BEGIN")
             try:
-                cut = _cut_until(conn)
+                cut = cut_until(conn)
                 rows = conn.execute(
                     "SELECT id, payload FROM wal_records WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
                 ).fetchall()
@@ -375,15 +367,6 @@ class SqliteStorage:
         return filter_series(cur, matchers, self._labels)
 
 
-def _cut_until(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT value FROM maintenance_state WHERE name = ?", (HEAD_CUT,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _sample_value(value: float | None, nan_bits: int | None) -> float:
-    return value if value is not None else _from_bits(nan_bits or 0)
-
-
 class SqliteQuerier(MergedQuerier):
     def __init__(self, storage: SqliteStorage, tenant: str, start_ms: int, end_ms: int) -> None:
         super().__init__(tenant, start_ms, end_ms, storage._headlog, storage.maintenance)
@@ -400,7 +383,7 @@ class SqliteQuerier(MergedQuerier):
         if not rows:
             return None
         ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vals = np.fromiter((_sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows))
+        vals = np.fromiter((sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows))
         return ts, vals
 
     def _chunk_blobs(self, conn: sqlite3.Connection, sid: int, *, last_only: bool = False) -> list[tuple[bytes, bytes]]:
@@ -460,7 +443,7 @@ class SqliteQuerier(MergedQuerier):
                     (sid, self.start_ms, self.end_ms),
                 ).fetchone()
                 if row:
-                    options.append((row[0], _sample_value(row[1], row[2])))
+                    options.append((row[0], sample_value(row[1], row[2])))
                 if options:
                     candidates[sid] = options
             return latest_of(candidates)

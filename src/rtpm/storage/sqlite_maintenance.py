@@ -6,8 +6,9 @@ retention never hold SQLite's single write lock long enough to stall ingestion."
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -17,11 +18,36 @@ from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
+from rtpm.storage.sqlite_rows import cut_until, sample_value
 
 if TYPE_CHECKING:
-    from rtpm.storage.head import Head
-    from rtpm.storage.sqlite import SqliteStorage
+    from rtpm.storage._querier import MergedQuerier
+    from rtpm.storage.head import Head, HeadLog
     from rtpm.storage.wal import Tombstone
+
+T = TypeVar("T")
+
+
+class _Backend(Protocol):
+    """What SqliteMaintenance uses of its SqliteStorage, named here so that this module (which
+    sqlite.py imports) does not import sqlite.py back."""
+
+    @property
+    def _headlog(self) -> HeadLog | None: ...
+
+    @property
+    def _chunk_window_ms(self) -> int: ...
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def _matching_series(
+        self, conn: sqlite3.Connection, tenant: str, matchers: Sequence[Matcher]
+    ) -> list[tuple[int, Labels]]: ...
+
+    def querier(self, tenant: str, start_ms: int, end_ms: int) -> MergedQuerier: ...
+
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
@@ -50,7 +76,7 @@ def _all_series_ids(conn: sqlite3.Connection) -> list[int]:
 
 
 class SqliteMaintenance:
-    def __init__(self, storage: SqliteStorage) -> None:
+    def __init__(self, storage: _Backend) -> None:
         self._s = storage
 
     async def get_watermark(self, name: str) -> int | None:
@@ -127,8 +153,6 @@ class SqliteMaintenance:
 
     @staticmethod
     def _compact_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
-        from rtpm.storage.sqlite import _sample_value
-
         written = moved = 0
         with _tx(conn):
             for sid in ids:
@@ -140,7 +164,7 @@ class SqliteMaintenance:
                     continue
                 raw = (
                     np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                    np.fromiter((_sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows)),
+                    np.fromiter((sample_value(r[1], r[2]) for r in rows), dtype=np.float64, count=len(rows)),
                 )
                 old = conn.execute(
                     "SELECT ts_data, value_data FROM chunks WHERE series_id = ? AND window_start = ?", (sid, start_ms)
@@ -181,7 +205,6 @@ class SqliteMaintenance:
         meanwhile, so the head, caught up inside it, holds every sample committed below)."""
         from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows
-        from rtpm.storage.sqlite import _cut_until
 
         headlog = self._s._headlog
         if headlog is None:
@@ -192,7 +215,7 @@ class SqliteMaintenance:
 
         def run(conn: sqlite3.Connection) -> tuple[int, int] | None:
             with _tx(conn):
-                cut = _cut_until(conn)
+                cut = cut_until(conn)
                 if cut is None or cutoff_ms <= cut:
                     return None
                 for rid, payload in conn.execute(
@@ -393,13 +416,12 @@ def _delete_group(
     """delete_samples for some series, in one transaction; with the head engine's `head`, a
     tombstone for what the head holds of them (the tombstone, to apply once committed)."""
     from rtpm.storage import wal
-    from rtpm.storage.sqlite import _cut_until
 
     removed = 0
     tomb = None
     with _tx(conn):
         if head is not None:  # in the transaction (the one writer): the head, caught up, holds it all
-            head.set_floor(_cut_until(conn))
+            head.set_floor(cut_until(conn))
             for rid, payload in conn.execute(
                 "SELECT id, payload FROM wal_records WHERE id > ? ORDER BY id", (head.last_id,)
             ).fetchall():
