@@ -10,14 +10,9 @@ from rtpm.security.ratelimit import RateLimiter
 from rtpm.security.service import AuthService
 from rtpm.security.tokens import TokenService, load_signing_keys
 from rtpm.settings import Settings
-from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.base import Storage
 
 log = structlog.get_logger("rtpm.security")
-
-
-def make_auth_store(storage: Storage) -> AuthStore:
-    return storage.auth
 
 
 def make_auth_service(settings: Settings, storage: Storage, limiter: RateLimiter) -> AuthService:
@@ -30,7 +25,7 @@ def make_auth_service(settings: Settings, storage: Storage, limiter: RateLimiter
         access_ttl_seconds=auth.access_token_ttl_seconds,
         refresh_ttl_seconds=auth.refresh_token_ttl_seconds,
     )
-    return AuthService(make_auth_store(storage), tokens, limiter=limiter, cache_seconds=auth.api_key_cache_seconds)
+    return AuthService(storage.auth, tokens, limiter=limiter, cache_seconds=auth.api_key_cache_seconds)
 
 
 async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService, RateLimiter]:
@@ -77,8 +72,6 @@ async def ensure_first_admin(settings: Settings) -> str | None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(settings)
     try:
-        if hasattr(storage, "connect"):
-            await storage.connect()
         await storage.migrate()
         service = make_auth_service(settings, storage, RateLimiter(settings.auth.rate_limit))
         given = (settings.admin_password.get_secret_value() if settings.admin_password else None) or None

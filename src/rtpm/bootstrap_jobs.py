@@ -24,5 +24,5 @@ def make_scheduler(settings: Settings, storage: Storage, metrics: JobMetrics) ->
         else:
             metrics.failures.labels(job).inc()
 
-    store: MaintenanceStore = storage.maintenance  # type: ignore[attr-defined]
+    store: MaintenanceStore = storage.maintenance
     return EmbeddedScheduler(store, settings.maintenance, observer=observe)

@@ -125,8 +125,6 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> list[int]:
         storage = make_storage(settings)
         try:
-            if hasattr(storage, "connect"):
-                await storage.connect()
             return await storage.migrate()
         finally:
             await storage.close()

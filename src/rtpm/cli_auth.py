@@ -26,7 +26,6 @@ def _fmt_ms(ms: int | None) -> str:
 
 def _run(settings: Settings, work: Callable[[AuthService], Awaitable[int]]) -> int:
     from rtpm.bootstrap import make_storage
-    from rtpm.bootstrap_auth import make_auth_store
 
     async def go() -> int:
         if not settings.database_url:
@@ -43,7 +42,7 @@ def _run(settings: Settings, work: Callable[[AuthService], Awaitable[int]]) -> i
                 refresh_ttl_seconds=1,
             )
             limiter = RateLimiter(RateLimitSettings(enabled=False))
-            return await work(AuthService(make_auth_store(storage), tokens, limiter=limiter, cache_seconds=0))
+            return await work(AuthService(storage.auth, tokens, limiter=limiter, cache_seconds=0))
         finally:
             await storage.close()
 

@@ -65,8 +65,7 @@ async def _heartbeat_problem(settings: Settings) -> str | None:
         return None
     storage = make_storage(settings)
     try:
-        await storage.connect() if hasattr(storage, "connect") else await storage.open()
-        beats = {b.runner: b for b in await storage.alerts.heartbeats()}
+        beats = {b.runner: b for b in await storage.alerts.heartbeats()}  # connects on first use
     finally:
         await storage.close()
     beat = beats.get("celery")

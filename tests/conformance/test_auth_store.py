@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rtpm.bootstrap_auth import make_auth_store
 from rtpm.errors import AlreadyExists
 from rtpm.storage.auth_base import ApiKeyRecord, RefreshTokenRecord, RefreshUse, UserRecord
 from rtpm.storage.base import Storage
 
 
 async def test_users_keys_and_refresh_tokens(storage: Storage) -> None:
-    store = make_auth_store(storage)
+    store = storage.auth
     assert await store.count_users() == 0
     user = UserRecord("u1", "acme", "alice", "$argon2id$fake", "editor", False, 1000)
     await store.create_user(user)

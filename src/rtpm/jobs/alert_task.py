@@ -87,7 +87,7 @@ async def _evaluate(settings: Settings, now_ms: int, limits: TaskLimits) -> dict
     storage = make_storage(settings)
     try:
         await storage.open()
-        store = storage.alerts  # type: ignore[attr-defined]
+        store = storage.alerts
         holder = holder_id()
         if not await store.try_lead(holder, limits.lease_seconds):
             return {"job": "evaluate_rules", "skipped": SKIPPED}

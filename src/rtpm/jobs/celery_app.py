@@ -44,7 +44,7 @@ async def run_job(settings: Settings, name: str, now_ms: int) -> dict[str, Any]:
     storage = make_storage(settings)
     await storage.open()
     try:
-        result = await JOBS[name].run(storage.maintenance, now_ms, settings.maintenance)  # type: ignore[attr-defined]
+        result = await JOBS[name].run(storage.maintenance, now_ms, settings.maintenance)
     finally:
         await storage.close()
     return {"job": result.job, "items": result.items, "samples": result.samples, "details": result.details}

@@ -18,6 +18,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError as LimitsStorageError
+from redis.asyncio import ConnectionPool
 
 from rtpm.settings import RateLimitSettings
 
@@ -46,18 +47,20 @@ class RateLimiter:
         self._clock = clock
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._redis: MovingWindowRateLimiter | None = None
-        self._redis_storage: RedisStorage | None = None
+        # The Redis connections are ours (limits' storage gives no way to close its client).
+        self._redis_pool: ConnectionPool | None = None
         if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
-            self._redis_storage = RedisStorage(
-                uri,
+            plain = redis_url.removeprefix("async+")
+            self._redis_pool = ConnectionPool.from_url(plain, socket_timeout=1.0, socket_connect_timeout=1.0)
+            client_options: dict[str, Any] = {"connection_pool": self._redis_pool}
+            storage = RedisStorage(
+                f"async+{plain}",
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix="rtpm:ratelimit",
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
+                **client_options,
             )
-            self._redis = MovingWindowRateLimiter(self._redis_storage)
+            self._redis = MovingWindowRateLimiter(storage)
         self._redis_error: str | None = None
         self._redis_retry_at = 0.0
 
@@ -143,12 +146,5 @@ class RateLimiter:
         return {"status": "up", "backend": "redis", "shared": True}
 
     async def close(self) -> None:
-        if self._redis_storage is not None:
-            storage: Any = self._redis_storage
-            for name in ("close", "aclose"):
-                fn = getattr(getattr(storage, "storage", None), name, None)
-                if fn is not None:
-                    result = fn()
-                    if hasattr(result, "__await__"):
-                        await result
-                    break
+        if self._redis_pool is not None:
+            await self._redis_pool.disconnect()

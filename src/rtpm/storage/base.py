@@ -18,6 +18,7 @@ from rtpm.storage.alert_store import AlertStore
 from rtpm.storage.auth_base import AuthStore
 from rtpm.storage.dashboards import DashboardStore
 from rtpm.storage.histograms import HistogramStore
+from rtpm.storage.maintenance import MaintenanceStore
 
 
 class Querier(Protocol):
@@ -57,18 +58,48 @@ class Querier(Protocol):
 
 
 class Storage(Protocol):
+    """One backend (PostgreSQL or SQLite) with every store it carries. Both backends are checked
+    against this Protocol by mypy (the `if TYPE_CHECKING:` assignments at the end of postgres.py
+    and sqlite.py), so code above `storage/` never asks which backend it has.
+
+    Lifecycle: `open()` once, `close()` once. The stores' methods and `migrate()` connect on first
+    use, so a one-shot command (`rtpm migrate`, `rtpm users ...`, `rtpm jobs check`) may call
+    `migrate()` or a store without `open()`, which also starts the sample engine."""
+
     backend: str
-    alerts: AlertStore  # rules, alert state and history, evaluator leadership (storage/alert_store.py)
-    histograms: HistogramStore  # native histogram samples and exemplars (storage/histograms.py)
-    auth: AuthStore  # users, API keys, refresh tokens (storage/auth_base.py)
-    dashboards: DashboardStore  # the web UI's dashboards (storage/dashboards.py)
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Rules, alert state and history, evaluator leadership and heartbeats (alert_store.py)."""
+        ...
+
+    @property
+    def auth(self) -> AuthStore:
+        """Users, API keys and refresh tokens (auth_base.py)."""
+        ...
+
+    @property
+    def dashboards(self) -> DashboardStore:
+        """Saved dashboards of the web UI (dashboards.py)."""
+        ...
+
+    @property
+    def maintenance(self) -> MaintenanceStore:
+        """What the background jobs read and write: rollups, chunks, retention, job leases (maintenance.py)."""
+        ...
+
+    @property
+    def histograms(self) -> HistogramStore:
+        """Native histogram samples and exemplars (histograms.py)."""
+        ...
 
     async def open(self) -> None:
-        """Connect and apply pending migrations."""
+        """Connect, apply pending migrations and start the sample engine (partitions made ahead,
+        the head rebuilt from the WAL). The one way to make a storage ready for the write path."""
         ...
 
     async def migrate(self) -> list[int]:
-        """Apply pending schema migrations; returns the versions applied."""
+        """Apply pending schema migrations (connecting first when needed); returns the versions applied."""
         ...
 
     async def write(self, batches: Sequence[WriteBatch]) -> int:

@@ -172,7 +172,7 @@ class PostgresStorage:
 
     # -- connections ---------------------------------------------------------------------------
 
-    async def connect(self) -> None:
+    async def _connect(self) -> None:
         if self._pool is not None:
             return
         try:
@@ -205,7 +205,7 @@ class PostgresStorage:
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
         if self._pool is None:
-            await self.connect()
+            await self._connect()
         assert self._pool is not None
         async with self._acquire(self._pool) as conn:
             yield conn
@@ -272,7 +272,7 @@ class PostgresStorage:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await self.connect()
+        await self._connect()
         await self.migrate()
         now_ms = int(time.time() * 1000)
         today = now_ms // DAY_MS

@@ -137,7 +137,6 @@ class SqliteStorage:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         await self.migrate()
         pending = await self._read(lambda c: c.execute("SELECT COUNT(*) FROM wal_records").fetchone()[0])
         if self._headlog is None:
@@ -157,6 +156,8 @@ class SqliteStorage:
         self._headlog.start()
 
     async def migrate(self) -> list[int]:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+
         def run(conn: sqlite3.Connection) -> list[int]:
             conn.execute("BEGIN IMMEDIATE")
             try:

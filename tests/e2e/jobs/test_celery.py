@@ -169,8 +169,7 @@ def test_worker_and_beat_run_every_job_and_a_killed_task_runs_again(
         procs.append(beat)
 
         async def done() -> bool:
-            s = PostgresStorage(pg_dsn, schema=pg_schema)
-            await s.connect()
+            s = PostgresStorage(pg_dsn, schema=pg_schema)  # connects on first use
             try:
                 st = await s.maintenance.status("default")
                 return st.chunks >= 3 and all(str(w) in st.rollup_rows for w in RESOLUTIONS_MS) and st.raw_samples == 0
@@ -223,9 +222,7 @@ async def firing(dsn: str, schema: str) -> bool:
 
 
 async def _open(dsn: str, schema: str) -> PostgresStorage:
-    s = PostgresStorage(dsn, schema=schema)
-    await s.connect()
-    return s
+    return PostgresStorage(dsn, schema=schema)  # connects on first use
 
 
 async def _hour_max(storage: PostgresStorage, start: int) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, ValidationError
@@ -38,10 +38,7 @@ class DashboardIn(BaseModel):
 
 
 def _store(services: Services) -> DashboardStore:
-    store = getattr(services.storage, "dashboards", None)
-    if store is None:
-        raise NotFoundError("this storage backend keeps no dashboards")
-    return cast(DashboardStore, store)
+    return services.storage.dashboards
 
 
 def _check_id(dashboard_id: str) -> str:
