@@ -299,6 +299,10 @@ async def test_the_write_buffer_answers_each_request_of_a_flush(open_storage: Ca
 
     small: Storage = await open_storage(storage_head_max_series=2)  # type: ignore[misc]
     buf = WriteBuffer(small, WriteBufferSettings(flush_interval_seconds=0.05))
+    seen: list[tuple[str, int]] = []  # what the commit hooks (live updates, latest values) are given
+    buf.on_commit(
+        lambda bs: seen.extend((dict(b.series[r])["host"], t) for b in bs for r, t in zip(b.refs, b.ts_ms, strict=True))
+    )
     await buf.start()
     try:
         await buf.submit(batch(("a", T0, 1.0)))
@@ -317,6 +321,7 @@ async def test_the_write_buffer_answers_each_request_of_a_flush(open_storage: Ca
         got = await read(small)
         assert sorted(got) == ["a", "b"]
         assert [t for t, _ in got["a"]] == [T0, T0 + 1, T0 + 2]
+        assert sorted(seen) == [("a", T0), ("a", T0 + 1), ("a", T0 + 2), ("b", T0)]  # not c: never stored
     finally:
         await buf.close()
         await small.close()

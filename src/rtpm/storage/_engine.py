@@ -66,17 +66,24 @@ def refuse_past_limit(
     every = set().union(*refused)
     if not every:
         return flat
-    for b, ids, sids, mine in zip(batches, per_batch, cols, refused, strict=True):
-        if not mine:
+    gone_ids = np.fromiter(every, dtype=np.int64, count=len(every))
+    for b, ids, sids in zip(batches, per_batch, cols, strict=True):
+        gone = np.isin(sids, gone_ids)
+        if not gone.any():
             continue
-        samples = int(np.isin(sids, list(mine)).sum())
+        mine = set(sids[gone].tolist())
         example = next(b.series[ref] for ref, sid in enumerate(ids) if sid in mine)
         b.refusal = HeadFull(
-            f"{len(mine)} new series of this request refused ({samples} samples), e.g. "
+            f"{len(mine)} new series of this request refused ({int(gone.sum())} samples), e.g. "
             f"{label_dict(example)}: the head is at its maximum of {head.max_series} active series "
             "(RTPM_STORAGE_HEAD_MAX_SERIES); the request's other samples were stored"
         )
-    keep = ~np.isin(flat.series_ids, np.fromiter(every, dtype=np.int64, count=len(every)))
+        # the batch keeps what was written: the commit hooks (live updates, latest values) see that
+        kept = np.flatnonzero(~gone)
+        b.refs = np.asarray(b.refs, dtype=np.int64)[kept].tolist()
+        b.ts_ms = np.asarray(b.ts_ms, dtype=np.int64)[kept].tolist()
+        b.values = np.asarray(b.values, dtype=np.float64)[kept].tolist()
+    keep = ~np.isin(flat.series_ids, gone_ids)
     return FlatSamples(flat.series_ids[keep], flat.ts_ms[keep], flat.values[keep])
 
 
