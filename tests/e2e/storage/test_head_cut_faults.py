@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests._server import RtpmServer
-from tests.e2e._clients import IngestClients
+from tests.e2e.storage._clients import IngestClients
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests._proxy import TcpProxy
 from tests._server import RtpmServer
-from tests.e2e._clients import IngestClients
+from tests.e2e.storage._clients import IngestClients
 
 pytestmark = pytest.mark.integration
 
