@@ -623,11 +623,203 @@ error:
     return NULL;
 }
 
+/* ---- remote write 2.0: parse_v2 ---- */
+
+/* Skips nothing: every field parse_v2 does not read makes it give up (the pure path decides). */
+
+/* The packed or single uint32 labels_refs values at [p, end) appended to refs; 0 if one is over
+ * 32 bits (upb truncates those; the pure path gives its answer). */
+static int
+read_refs(const uint8_t *p, const uint8_t *end, PyObject *refs)
+{
+    while (p < end) {
+        uint64_t v;
+        if (!read_varint(&p, end, 10, &v) || v > 0xFFFFFFFFu)
+            return 0;
+        if (append_new(refs, PyLong_FromUnsignedLong((unsigned long)v)) < 0)
+            return -1;
+    }
+    return 1;
+}
+
+/* One v2 Sample: value (1), timestamp (2), start_timestamp (3, read and dropped), any order, last
+ * wins (proto3). 1 ok, 0 give up. */
+static int
+read_sample_v2(const uint8_t *p, const uint8_t *end, double *value, int64_t *ts)
+{
+    uint64_t v;
+    *value = 0.0;
+    *ts = 0;
+    while (p < end) {
+        uint8_t tag = *p++;
+        if (tag == 0x09) {
+            if (end - p < 8)
+                return 0;
+            memcpy(value, p, 8);
+            p += 8;
+        } else if (tag == 0x10 || tag == 0x18) {
+            if (!read_varint(&p, end, 10, &v))
+                return 0;
+            if (tag == 0x10)
+                *ts = (int64_t)v;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A v2 Metadata: type (1), help_ref (3), unit_ref (4). 1 ok, 0 give up. */
+static int
+read_metadata_v2(const uint8_t *p, const uint8_t *end, uint64_t out[3])
+{
+    out[0] = out[1] = out[2] = 0;
+    while (p < end) {
+        uint8_t tag = *p++;
+        int k = tag == 0x08 ? 0 : tag == 0x18 ? 1 : tag == 0x20 ? 2 : -1;
+        uint64_t v;
+        if (k < 0 || !read_varint(&p, end, 10, &v))
+            return 0;
+        if (k == 0 ? (v > 0x7FFFFFFF) : (v > 0xFFFFFFFFu)) /* enum values as int32; refs as uint32 */
+            return 0;
+        out[k] = v;
+    }
+    return 1;
+}
+
+/* One TimeSeries [p, end): a new (refs, ts_ms, values, metadata or None) tuple; the series' bytes
+ * when it has histograms or exemplars (the pure path parses those); Py_None to give up; NULL on
+ * an error. */
+static PyObject *
+series_v2(const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t *start = p;
+    PyObject *refs = PyList_New(0), *stamps = PyList_New(0), *values = PyList_New(0), *md = NULL, *out = NULL;
+    int complex = 0, rc;
+    if (refs == NULL || stamps == NULL || values == NULL)
+        goto done;
+    while (p < end) {
+        uint8_t tag = *p++;
+        uint64_t len, v;
+        if (tag == 0x08) { /* an unpacked labels_refs value */
+            if (!read_varint(&p, end, 10, &v) || v > 0xFFFFFFFFu)
+                goto give_up;
+            if (append_new(refs, PyLong_FromUnsignedLong((unsigned long)v)) < 0)
+                goto done;
+            continue;
+        }
+        if (tag != 0x0A && tag != 0x12 && tag != 0x1A && tag != 0x22 && tag != 0x2A)
+            goto give_up;
+        if (!read_varint(&p, end, 5, &len) || len > (uint64_t)(end - p))
+            goto give_up;
+        const uint8_t *f = p, *f_end = p + len;
+        p = f_end;
+        if (tag == 0x0A) {
+            rc = read_refs(f, f_end, refs);
+            if (rc < 0)
+                goto done;
+            if (rc == 0)
+                goto give_up;
+        } else if (tag == 0x12) {
+            double value;
+            int64_t t;
+            if (!read_sample_v2(f, f_end, &value, &t))
+                goto give_up;
+            if (append_new(stamps, PyLong_FromLongLong(t)) < 0 || append_new(values, PyFloat_FromDouble(value)) < 0)
+                goto done;
+        } else if (tag == 0x2A) {
+            uint64_t m[3];
+            if (md != NULL || !read_metadata_v2(f, f_end, m)) /* repeated metadata merges: the pure path */
+                goto give_up;
+            md = Py_BuildValue("(KKK)", (unsigned long long)m[0], (unsigned long long)m[1], (unsigned long long)m[2]);
+            if (md == NULL)
+                goto done;
+        } else {
+            complex = 1; /* histograms (3) or exemplars (4) */
+        }
+    }
+    if (complex) {
+        out = PyBytes_FromStringAndSize((const char *)start, end - start);
+        goto done;
+    }
+    PyObject *refs_tuple = PyList_AsTuple(refs);
+    if (refs_tuple == NULL)
+        goto done;
+    out = PyTuple_Pack(4, refs_tuple, stamps, values, md != NULL ? md : Py_None);
+    Py_DECREF(refs_tuple);
+    goto done;
+give_up:
+    Py_INCREF(Py_None);
+    out = Py_None;
+done:
+    Py_XDECREF(refs);
+    Py_XDECREF(stamps);
+    Py_XDECREF(values);
+    Py_XDECREF(md);
+    return out;
+}
+
+static PyObject *
+rw_parse_v2(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*:parse_v2", &buf))
+        return NULL;
+    const uint8_t *p = (const uint8_t *)buf.buf, *end = p + buf.len;
+    PyObject *symbols = PyList_New(0), *series = PyList_New(0), *result = NULL;
+    if (symbols == NULL || series == NULL)
+        goto done;
+    while (p < end) {
+        uint8_t tag = *p++;
+        uint64_t len;
+        if ((tag != 0x22 && tag != 0x2A) || !read_varint(&p, end, 5, &len) || len > (uint64_t)(end - p))
+            goto give_up;
+        const uint8_t *f = p;
+        p += len;
+        if (tag == 0x22) {
+            PyObject *sym = PyUnicode_DecodeUTF8((const char *)f, (Py_ssize_t)len, "strict");
+            if (sym == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                    goto done;
+                PyErr_Clear(); /* upb refuses it too: the pure path says so */
+                goto give_up;
+            }
+            if (append_new(symbols, sym) < 0)
+                goto done;
+        } else {
+            PyObject *item = series_v2(f, p);
+            if (item == NULL)
+                goto done;
+            if (item == Py_None) {
+                Py_DECREF(item);
+                goto give_up;
+            }
+            if (append_new(series, item) < 0)
+                goto done;
+        }
+    }
+    result = PyTuple_Pack(2, symbols, series);
+    goto done;
+give_up:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(symbols);
+    Py_XDECREF(series);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"decode", rw_decode, METH_VARARGS,
      "decode(data, table, fresh, index, series, refs, ts_ms, values, lo, hi, add, slow) -> bool\n\n"
      "The remote write 1.0 fast path (see ingest/remote_write.py and this module's source); False if\n"
      "the request's top level is not plain timeseries fields (nothing was done: use the pure path)."},
+    {"parse_v2", rw_parse_v2, METH_VARARGS,
+     "parse_v2(data) -> (symbols, series) | None\n\n"
+     "A remote write 2.0 Request read by hand: symbols as str, and per TimeSeries a tuple (labels_refs,\n"
+     "timestamps, values, (type, help_ref, unit_ref) or None), or its bytes when it has histograms or\n"
+     "exemplars; None for anything else (unknown or repeated fields, bad UTF-8, malformed): use upb."},
     {NULL, NULL, 0, NULL},
 };
 

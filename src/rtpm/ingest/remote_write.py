@@ -182,8 +182,8 @@ class RemoteWriteDecoder:
         if native is not None:
             if self._table is None:
                 self._table = native.KnownSeries()
-                for key, labels in self._known.items():
-                    self._table.add(key, labels)
+                for key, known_labels in self._known.items():
+                    self._table.add(key, known_labels)
             if native.decode(
                 data,
                 self._table if not extra_labels else None,

@@ -16,14 +16,16 @@ family is applied once per request while it stays the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from rtpm.errors import BadDataError
+from rtpm.ingest import remote_write
 from rtpm.ingest.batching import INVALID_SERIES, NATIVE_HISTOGRAM, BatchBuilder, Refused
-from rtpm.ingest.proto import WriteRequestV2
+from rtpm.ingest.proto import TimeSeriesV2, WriteRequestV2
 from rtpm.ingest.proto.histograms import HistogramDecodeError, decode_histogram
 from rtpm.ingest.remote_write import _TYPES as METRIC_TYPES
 from rtpm.ingest.validate import Validator
@@ -53,28 +55,80 @@ class Written:
         }
 
 
-def decode_v2(
-    data: bytes, *, tenant: str, validator: Validator, extra_labels: Mapping[str, str] | None = None
-) -> tuple[WriteBatch, Refused, Written]:
-    """The acceptable samples, what was left out, and the written counts. BadDataError only for a
-    body that is not a remote write 2.0 Request (or one with a broken symbols table)."""
+def _parse(data: bytes) -> Any:
     try:
-        req = WriteRequestV2.FromString(data)
+        return WriteRequestV2.FromString(data)
     except DecodeError as exc:
         raise BadDataError(f"body is not a remote write 2.0 Request: {exc}") from None
-    symbols = req.symbols
+
+
+# Per TimeSeries: labels_refs, timestamps, values, (type, help_ref, unit_ref) or None; histograms
+# and exemplars (upb messages).
+_Series = tuple[
+    tuple[int, ...], Sequence[int], Sequence[float], "tuple[int, int, int] | None", Sequence[Any], Sequence[Any]
+]
+
+
+def _from_upb(ts: Any) -> _Series:
+    samples = ts.samples
+    md = ts.metadata
+    return (
+        tuple(ts.labels_refs),
+        [s.timestamp for s in samples],
+        [s.value for s in samples],
+        (md.type, md.help_ref, md.unit_ref) if ts.HasField("metadata") else None,
+        ts.histograms,
+        ts.exemplars,
+    )
+
+
+def _read(data: bytes, native: bool) -> tuple[list[str], Iterator[_Series]]:
+    """The symbols and the series of a Request: read by the native module's parse_v2 where it can
+    (plain series as tuples, the others parsed here by upb), else by upb whole."""
+    module = remote_write.native_module() if native else None
+    parsed = module.parse_v2(data) if module is not None else None
+    if parsed is None:
+        req = _parse(data)
+        return list(req.symbols), (_from_upb(ts) for ts in req.timeseries)
+    symbols, items = parsed
+
+    def series() -> Iterator[_Series]:
+        for item in items:
+            if type(item) is tuple:
+                yield (*item, (), ())
+                continue
+            try:
+                ts = TimeSeriesV2.FromString(item)
+            except DecodeError:
+                _parse(data)  # raises the error of the whole message
+                raise
+            yield _from_upb(ts)
+
+    return symbols, series()
+
+
+def decode_v2(
+    data: bytes,
+    *,
+    tenant: str,
+    validator: Validator,
+    extra_labels: Mapping[str, str] | None = None,
+    native: bool | None = None,
+) -> tuple[WriteBatch, Refused, Written]:
+    """The acceptable samples, what was left out, and the written counts. BadDataError only for a
+    body that is not a remote write 2.0 Request (or one with a broken symbols table). `native`
+    (default: remote_write.NATIVE) reads the message with the C module when it was built."""
+    symbols, items = _read(data, remote_write.NATIVE if native is None else native)
     if len(symbols) and symbols[0] != "":
         raise BadDataError('symbols[0] must be the empty string ""', details=[{"field": "symbols", "index": 0}])
     b = BatchBuilder(tenant=tenant, validator=validator, where="timeseries", extra_labels=extra_labels)
     series: dict[tuple[int, ...], Labels | None] = {}  # labels_refs -> validated labels
     cache = validator.series_cache if not extra_labels else None
-    symbol_list = list(symbols)
-    symbol = symbol_list.__getitem__
+    symbol = symbols.__getitem__
     help_limit = validator.limits.max_help_length
     applied: dict[str, tuple[MetricType, str, str]] = {}  # metric name -> metadata last applied
-    for i, ts in enumerate(req.timeseries):
-        refs = tuple(ts.labels_refs)
-        n_samples, n_hist = len(ts.samples), len(ts.histograms)
+    for i, (refs, stamps, values, md, histograms, exemplars) in enumerate(items):
+        n_samples, n_hist = len(stamps), len(histograms)
         if refs in series:
             labels = series[refs]
         else:
@@ -97,11 +151,10 @@ def decode_v2(
             b.refuse(NATIVE_HISTOGRAM, n_hist, i)
             continue
         if n_samples == 1:
-            s = ts.samples[0]
-            b.add(labels, s.timestamp, s.value, i)
+            b.add(labels, stamps[0], values[0], i)
         elif n_samples:
-            b.extend(labels, [s.timestamp for s in ts.samples], [s.value for s in ts.samples], i)
-        for h in ts.histograms:
+            b.extend(labels, stamps, values, i)
+        for h in histograms:
             try:
                 t, value = decode_histogram(h.SerializeToString())
             except HistogramDecodeError as exc:
@@ -109,7 +162,7 @@ def decode_v2(
                 b.refuse(NATIVE_HISTOGRAM, 1, i)
                 continue
             b.add_histogram(labels, t, value, i)
-        for e in ts.exemplars:
+        for e in exemplars:
             pairs = [
                 (_symbol(symbols, e.labels_refs[k]), _symbol(symbols, e.labels_refs[k + 1]))
                 for k in range(0, len(e.labels_refs) - 1, 2)
@@ -118,10 +171,10 @@ def decode_v2(
                 b.problem("exemplars.labels_refs", "not name, value pairs of references into symbols", i)
                 continue
             b.add_exemplar(labels, Exemplar(tuple(sorted((str(k), str(v)) for k, v in pairs)), e.value, e.timestamp))
-        if ts.HasField("metadata"):
-            md = ts.metadata
-            help_text, unit = _symbol(symbol_list, md.help_ref), _symbol(symbol_list, md.unit_ref)
-            type_ = METRIC_TYPES.get(md.type, MetricType.UNKNOWN)
+        if md is not None:
+            md_type, help_ref, unit_ref = md
+            help_text, unit = _symbol(symbols, help_ref), _symbol(symbols, unit_ref)
+            type_ = METRIC_TYPES.get(md_type, MetricType.UNKNOWN)
             if help_text is None or unit is None:
                 b.problem("metadata", "help_ref or unit_ref past the end of symbols", i)
             elif type_ is not MetricType.UNKNOWN or help_text or unit:

@@ -258,3 +258,112 @@ def test_a_natively_decoded_batch_takes_more_samples_without_repeating_a_series(
     batch.append_columns([up_a, (("__name__", "new"),)], [NOW + 1, NOW + 1], [2.0, 3.0])
     assert batch.series == [*series, (("__name__", "new"),)]
     assert batch.refs[-3:] == [len(series), series.index(up_a), len(series)]
+
+
+def v2_requests() -> list[bytes]:
+    from rtpm.ingest.proto import WriteRequestV2
+    from rtpm.ingest.proto.histograms import encode_histogram
+    from rtpm.model.histograms import Histogram
+
+    req = WriteRequestV2()
+    symbols = ["", "__name__", "up", "job", "a", "b", "Up.", "seconds", "bad-name", "\u00e9\u4e2d"]
+    req.symbols.extend(symbols)
+    s = symbols.index
+    plain = [
+        ([s("__name__"), s("up"), s("job"), s("a")], [(NOW, 1.0)], (1, s("Up."), 0)),
+        ([s("__name__"), s("up"), s("job"), s("b")], [(NOW - 1000, STALE_NAN), (NOW, 2.0)], None),
+        ([s("__name__"), s("bad-name")], [(NOW, 1.0)], None),
+        (
+            [s("job"), s("\u00e9\u4e2d"), s("__name__"), s("up")],
+            [(NOW - 7_200_000, 1.0), (NOW, 0.0)],
+            (2, 0, s("seconds")),
+        ),
+        ([s("__name__"), s("up"), s("job")], [(NOW, 1.0)], None),  # odd refs
+        ([s("__name__"), s("up"), s("job"), 99], [(NOW, 1.0)], (0, 0, 0)),  # ref past the end
+        ([s("__name__"), s("up"), s("job"), s("a")], [(NOW + 5, 3.0)], (1, 99, 0)),
+    ]
+    for refs, samples, md in plain:
+        ts = req.timeseries.add()
+        ts.labels_refs.extend(refs)
+        for t, v in samples:
+            ts.samples.add(timestamp=t, value=v)
+        if md is not None:
+            ts.metadata.type, ts.metadata.help_ref, ts.metadata.unit_ref = md
+    with_histogram = req.timeseries.add()
+    with_histogram.labels_refs.extend([s("__name__"), s("up"), s("job"), s("b")])
+    with_histogram.histograms.add().MergeFromString(
+        encode_histogram(Histogram(schema=0, count=2.0, sum=3.0, positive_spans=((0, 1),), positive=(2.0,)), NOW)
+    )
+    with_exemplar = req.timeseries.add()
+    with_exemplar.labels_refs.extend([s("__name__"), s("up"), s("job"), s("a")])
+    with_exemplar.samples.add(timestamp=NOW + 9, value=4.0)
+    with_exemplar.exemplars.add(labels_refs=[s("job"), s("a")], value=1.0, timestamp=NOW)
+    return [req.SerializeToString()]
+
+
+def outcome_v2(data: bytes, native: bool, validator: Validator) -> Any:
+    from rtpm.ingest.remote_write_v2 import decode_v2
+
+    try:
+        batch, refused, written = decode_v2(data, tenant="t", validator=validator, native=native)
+    except Exception as exc:
+        return ("error", type(exc).__name__, str(exc), getattr(exc, "details", None))
+    return (
+        "ok",
+        batch.series,
+        batch.refs,
+        batch.ts_ms,
+        [struct.pack("<d", v) for v in batch.values],
+        [(batch.series[r], t, h) for r, t, h in zip(batch.h_refs, batch.h_ts_ms, batch.h_values, strict=True)],
+        [(batch.series[r], e) for r, e in zip(batch.ex_refs, batch.exemplars, strict=True)],
+        batch.metadata,
+        (refused.samples, refused.problems, refused.problem_count, refused.items),
+        written,
+    )
+
+
+@needs_native
+def test_v2_native_and_pure_agree_on_valid_and_thousands_of_corrupted_requests() -> None:
+    rng = random.Random(4)
+    bases = v2_requests()
+    native_v, pure_v = Validator(LIMITS, clock=lambda: NOW_S), Validator(LIMITS, clock=lambda: NOW_S)
+    for data in bases * 2:
+        assert outcome_v2(data, True, native_v) == outcome_v2(data, False, pure_v)
+    kinds = set()
+    for _ in range(4000):
+        data = mutate(rng, rng.choice(bases))
+        got = outcome_v2(data, True, native_v)
+        assert got == outcome_v2(data, False, pure_v), data.hex()
+        kinds.add(got[0])
+    assert kinds == {"ok", "error"}
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["__name__", "up", "job", "a", "", "bad-name", "\u00e9", "Up."]), max_size=8),
+    st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 9), max_size=6),
+            st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1) | st.just(NOW), st.floats()), max_size=3),
+            st.none() | st.tuples(st.integers(-3, 9), st.integers(0, 9), st.integers(0, 9)),
+        ),
+        max_size=6,
+    ),
+)
+def test_v2_native_and_pure_agree_on_generated_requests(symbols: list[str], series: Any) -> None:
+    from rtpm.ingest.proto import WriteRequestV2
+
+    req = WriteRequestV2()
+    req.symbols.extend(["", *symbols])
+    for refs, samples, md in series:
+        ts = req.timeseries.add()
+        ts.labels_refs.extend(refs)
+        for t, v in samples:
+            ts.samples.add(timestamp=t, value=v)
+        if md is not None:
+            ts.metadata.type, ts.metadata.help_ref, ts.metadata.unit_ref = md
+    data = req.SerializeToString()
+    native_v, pure_v = Validator(LIMITS, clock=lambda: NOW_S), Validator(LIMITS, clock=lambda: NOW_S)
+    for _ in range(2):  # the second time with the series cache filled
+        assert outcome_v2(data, True, native_v) == outcome_v2(data, False, pure_v)

@@ -14,6 +14,9 @@ from rtpm.model.labels import make_labels
 from rtpm.model.samples import MetricType
 from tests._pusher import Pusher, now_ms
 
+# Every test runs over the native and the pure-Python paths.
+pytestmark = pytest.mark.usefixtures("rw_path")
+
 HEADERS = {
     "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
     "Content-Encoding": "snappy",

@@ -36,6 +36,7 @@ ChunkedReadResponse = _message("prometheus.ChunkedReadResponse")
 
 # Remote write 2.0
 WriteRequestV2 = _message("io.prometheus.write.v2.Request")
+TimeSeriesV2 = _message("io.prometheus.write.v2.TimeSeries")
 
 # OTLP metrics
 ExportMetricsServiceRequest = _message("opentelemetry.proto.metrics.v1.ExportMetricsServiceRequest")
@@ -69,5 +70,6 @@ __all__ = [
     "TimeSeries",
     "WriteRequest",
     "WriteRequestLite",
+    "TimeSeriesV2",
     "WriteRequestV2",
 ]
