@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rtpm.errors import QueryError, TooManySamples
-from rtpm.jobs.maintenance import rollup
+from rtpm.jobs.maintenance import enforce_retention, rollup
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine, EngineOptions, Result
@@ -154,3 +154,26 @@ async def test_the_hint_is_not_taken_where_rollups_could_differ(storage: Storage
     again = await eng.range("t", "max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
     assert again.rollup_rows > 0
     assert_same(again, got, "rolled up again")
+
+
+async def test_no_hint_where_retention_deleted_rollups_that_samples_still_have(storage: Storage) -> None:
+    now = int(time.time() * 1000)
+    start = now - now % HOUR - 10 * HOUR
+    b = WriteBatch("t")
+    for ts in range(start, start + 5 * HOUR, 60_000):
+        b.add(make_labels("req_total", {"host": "a"}), ts, float(ts % 7))
+    await storage.write([b])
+    eng = Engine(storage)
+    query = ("max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
+    raw = await eng.range("t", *query)
+    opts = MaintenanceSettings()
+    await rollup(storage.maintenance, now_ms=now, opts=opts)  # type: ignore[attr-defined]
+    assert (await eng.range("t", *query)).rollup_rows > 0
+    # 1h rollups kept for 8 hours, samples for 15 days: the first hours are only in the samples
+    short = opts.model_copy(update={"retention_1h_days": 8 / 24, "retention_1d_days": 8 / 24})
+    await enforce_retention(storage.maintenance, now_ms=now, opts=short)  # type: ignore[attr-defined]
+    after = await eng.range("t", *query)
+    assert after.rollup_rows == 0
+    assert_same(after, raw, "after rollup retention")
+    later = await eng.range("t", "max_over_time(req_total[1h])", start + 4 * HOUR - 1, start + 5 * HOUR - 1, HOUR)
+    assert later.rollup_rows > 0  # rollups still kept there

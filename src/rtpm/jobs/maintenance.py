@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from rtpm.model.rollups import RESOLUTIONS_MS, RollupRows, coarsen, compute
 from rtpm.settings import MaintenanceSettings
-from rtpm.storage.maintenance import LATE_COMPACT, LATE_ROLLUP, MaintenanceStore
+from rtpm.storage.maintenance import LATE_COMPACT, LATE_ROLLUP, MaintenanceStore, rollups_kept_from
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -152,7 +152,10 @@ async def enforce_retention(store: MaintenanceStore, *, now_ms: int, opts: Maint
         (opts.retention_1m_days, opts.retention_5m_days, opts.retention_1h_days, opts.retention_1d_days),
         strict=True,
     ):
-        result.details[str(width)] = await store.delete_rollups_before(width, now_ms - int(days * DAY_MS))
+        cut = now_ms - int(days * DAY_MS)
+        # first the watermark: from here on queries read no rollups before it (Querier.rollups)
+        await store.set_watermark(rollups_kept_from(width), cut)
+        result.details[str(width)] = await store.delete_rollups_before(width, cut)
     result.items = sum(result.details.values())
     await store.reclaim_space()
     return result

@@ -15,7 +15,7 @@ from rtpm.model.samples import LatestSample, Series, SeriesStats
 from rtpm.storage import chunks
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.head import HeadLog
-from rtpm.storage.maintenance import LATE_ROLLUP, MaintenanceStore
+from rtpm.storage.maintenance import LATE_ROLLUP, MaintenanceStore, rollups_kept_from
 
 Loaded = dict[int, tuple[I64, F64]]
 
@@ -162,6 +162,9 @@ class MergedQuerier:
         if rolled is None:
             return None
         lo = self.start_ms
+        kept_from = await store.get_watermark(rollups_kept_from(resolution_ms))
+        if kept_from is not None and lo < kept_from:
+            return None  # retention deleted rollups in range (raw samples may be kept longer)
         until = min(rolled, self.end_ms + 1)
         until -= until % resolution_ms  # coarser buckets are complete up to a bucket edge
         if until <= lo:

@@ -53,7 +53,8 @@ class Querier(Protocol):
         """A read hint for the query engine: the rollups at `resolution_ms` (`start_ms` on its grid)
         of the buckets wholly in range that are complete, i.e. rolled up with no late sample
         waiting to be rolled up again; those buckets end at `complete_until`. None when the
-        backend keeps no rollups or some bucket in range has late samples not rolled up yet."""
+        backend keeps no rollups, retention has deleted rollups in range, or some bucket in range
+        has late samples not rolled up yet."""
         ...
 
 

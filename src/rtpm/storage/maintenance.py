@@ -13,6 +13,13 @@ from rtpm.model.rollups import RollupRows
 from rtpm.storage.chunks import F64, I64
 
 LATE_ROLLUP = "rollup"  # late_writes.bucket is the hour start
+
+
+def rollups_kept_from(resolution_ms: int) -> str:
+    """The watermark below which retention has deleted (or is deleting) rollups of a resolution."""
+    return f"rollups_kept_from_{resolution_ms}"
+
+
 LATE_COMPACT = "compact"  # late_writes.bucket is the chunk window start
 
 

@@ -9,7 +9,8 @@ under a subquery, whose steps are its own), its effective window ends there:
 The coarsest such resolution is used.
 
 The querier answers (`Querier.rollups`) with the rollups of the buckets that are complete (rolled
-up, and no late samples waiting to be rolled up again) or not at all; steps whose window reaches
+up, and no late samples waiting to be rolled up again) or not at all (also where retention has
+deleted rollups the samples may still have); steps whose window reaches
 past them are evaluated from samples as usual, and so is everything when the selector has native
 histogram samples there (rollups hold floats only). Rollups leave NaN samples out as they leave
 staleness markers out: a window holding a NaN sample that is not a staleness marker answers
