@@ -4,6 +4,7 @@ RtpmError
 ├── BadDataError            input that can never be accepted (validation, bad matcher, bad query)
 │   ├── ValidationFailed    a request with one or more invalid items; carries every problem
 │   ├── LimitExceeded       input over a configured limit (points per series, items per batch, ...)
+│   │   └── PartialWrite    a write stored but for the samples past a limit; carries how many
 │   └── QueryParseError     PromQL that does not parse
 ├── NotFoundError           a named thing that does not exist
 ├── AlreadyExists           a named thing that exists already (a user name)
@@ -78,6 +79,17 @@ class ValidationFailed(BadDataError):
 
 class LimitExceeded(BadDataError):
     code = "limit_exceeded"
+
+
+class PartialWrite(LimitExceeded):
+    """A write that was stored but for some samples, refused past a limit (the head engine's
+    active series): the push protocols' partial write, a 4xx a sender does not retry as is."""
+
+    code = "partial_write"
+
+    def __init__(self, message: str, *, refused_samples: int) -> None:
+        super().__init__(message)
+        self.refused_samples = refused_samples
 
 
 class PayloadTooLarge(LimitExceeded):

@@ -76,7 +76,8 @@ def refuse_past_limit(
         b.refusal = HeadFull(
             f"{len(mine)} new series of this request refused ({int(gone.sum())} samples), e.g. "
             f"{label_dict(example)}: the head is at its maximum of {head.max_series} active series "
-            "(RTPM_STORAGE_HEAD_MAX_SERIES); the request's other samples were stored"
+            "(RTPM_STORAGE_HEAD_MAX_SERIES); the request's other samples were stored",
+            refused_samples=int(gone.sum()),
         )
         # the batch keeps what was written: the commit hooks (live updates, latest values) see that
         kept = np.flatnonzero(~gone)

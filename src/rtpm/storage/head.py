@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtpm.errors import LimitExceeded
+from rtpm.errors import PartialWrite
 from rtpm.storage._series import order_by_series_ts
 from rtpm.storage.chunks import F64, I64
 from rtpm.storage.wal import Entry, Record, Tombstone
@@ -39,7 +39,7 @@ WalFetch = Callable[[int, int], Awaitable[tuple[int | None, list[Entry]]]]
 _FETCH_RECORDS = 500
 
 
-class HeadFull(LimitExceeded):
+class HeadFull(PartialWrite):
     """New series of a request refused: the head holds the configured maximum of active series.
     The request's other samples are stored (a partial write: a 4xx, not to be retried as is)."""
 

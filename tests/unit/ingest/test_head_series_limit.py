@@ -80,3 +80,18 @@ def test_json_batch_past_the_limit_names_it(pusher: Pusher) -> None:
     assert r.status_code == 400, r.text
     assert LIMIT in r.json()["error"]["message"] and "'host': 'z'" in r.json()["error"]["message"]
     assert _stored(pusher) == {"a": [1.0, 2.0], "b": [1.0]}
+
+
+def test_remote_write_2_past_the_limit_is_its_partial_write_with_the_written_counts(pusher: Pusher) -> None:
+    from tests.unit.ingest.test_remote_write_v2 import HEADERS, V2
+
+    now = int(time.time() * 1000)
+    req = V2()
+    for host in ("a", "b", "c"):
+        req.series({"__name__": "head_limit", "host": host}, [(now, 1.0), (now + 1000, 2.0)])
+    r = pusher.client.post("/api/v1/write", content=req.body(), headers=HEADERS)
+    assert r.status_code == 400, r.text  # the 2.0 spec's partial write: the sender does not retry it
+    assert r.text.startswith("partial write: 2 samples not written: 1 new series of this request refused")
+    assert LIMIT in r.text
+    assert r.headers["X-Prometheus-Remote-Write-Samples-Written"] == "4"  # a and b
+    assert _stored(pusher) == {"a": [1.0, 2.0], "b": [1.0, 2.0]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -24,7 +25,7 @@ from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.errors import status_for
 from rtpm.api.responses import OrjsonResponse
 from rtpm.bootstrap import Services
-from rtpm.errors import BadDataError, OverloadedError, RtpmError, UnsupportedMediaType
+from rtpm.errors import BadDataError, OverloadedError, PartialWrite, RtpmError, UnsupportedMediaType
 from rtpm.ingest import otlp, prom_text
 from rtpm.ingest.batching import Refused
 from rtpm.ingest.compression import decompress
@@ -167,7 +168,9 @@ async def remote_write(request: Request, services: ServicesDep, tenant: TenantDe
 async def _remote_write_v2(request: Request, services: Services, tenant: str, extra: dict[str, str]) -> Response:
     """Remote write 2.0: 204 with the written counts when everything was stored; a partial write
     (some series or samples refused) stores the rest and answers 400 with the counts and the first
-    problem, as the 2.0 spec's partial write asks (the sender does not retry what was written)."""
+    problem, as the 2.0 spec's partial write asks (the sender does not retry what was written).
+    Samples storage refuses past a limit (the head engine's active series) are a partial write too."""
+    limited: PartialWrite | None = None
     with services.metrics.ingest.track("remote_write") as counted:
         batch, refused, written = await _decoded(
             request,
@@ -176,15 +179,19 @@ async def _remote_write_v2(request: Request, services: Services, tenant: str, ex
             lambda data: decode_v2(data, tenant=tenant, validator=services.validator, extra_labels=extra),
         )
         counted.samples = len(batch)
-        await services.buffer.submit(batch)
+        try:
+            await services.buffer.submit(batch)
+        except PartialWrite as exc:
+            limited = exc
+            written = replace(written, samples=max(0, written.samples - exc.refused_samples))
     _report_refused(services, "remote_write", tenant, refused)
     headers = {"X-Prometheus-Remote-Write-Version": "2.0.0", **written.headers()}
-    if refused:
+    if refused or limited is not None:
+        problems = [f"{refused.total} samples not written: {refused.message()}"] if refused else []
+        if limited is not None:
+            problems.append(f"{limited.refused_samples} samples not written: {limited.message}")
         return Response(
-            f"partial write: {refused.total} samples not written: {refused.message()}\n",
-            status_code=400,
-            headers=headers,
-            media_type="text/plain",
+            f"partial write: {'; '.join(problems)}\n", status_code=400, headers=headers, media_type="text/plain"
         )
     return Response(status_code=204, headers=headers)
 
