@@ -95,7 +95,8 @@ async def ingest(request: Request, services: ServicesDep, tenant: TenantDep) -> 
 )
 async def batch(request: Request, services: ServicesDep, tenant: TenantDep) -> OrjsonResponse:
     """Store many samples in one request: all of them, or none if any item is invalid (422 lists every
-    bad item's index, field and reason)."""
+    bad item's index, field and reason). On the head engine, new series past its limit of active
+    series are refused alone (400 naming RTPM_STORAGE_HEAD_MAX_SERIES; the other samples are stored)."""
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("metrics"), list):
         raise ValidationFailed([Problem("metrics", "required: a JSON object with a 'metrics' array")])
