@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import WriteBatch
 from rtpm.storage._querier import too_many_samples
-from rtpm.storage.sql import Executor
+from rtpm.storage.sql import Executor, FindSeries
 
 EXEMPLARS_PER_SERIES = 100
 
@@ -160,10 +160,6 @@ def merge_rows(rows: Sequence[tuple[bytes]], start_ms: int, end_ms: int) -> tupl
                 merged[ts] = h
     items = sorted(merged.items())
     return [t for t, _ in items], [h for _, h in items]
-
-
-FindSeries = Callable[[str, Sequence[Matcher]], Awaitable[list[tuple[int, Labels]]]]
-"""The backend's (id, labels) of a tenant's series matching every matcher."""
 
 
 def _bits(value: float) -> int:

@@ -154,8 +154,8 @@ class PostgresStorage:
         self.reads = {"replica": 0, "primary": 0}  # query reads by where they were served
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
-        self.maintenance = PostgresMaintenance(self)
         self._sql = PostgresExecutor(self._conn)  # the stores' SQL, on the primary
+        self.maintenance = PostgresMaintenance(self)
         self.alerts = AlertStore(self._sql)
         self.auth = AuthStore(self._sql)
         self.dashboards = DashboardStore(self._sql)

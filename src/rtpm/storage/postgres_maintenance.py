@@ -6,51 +6,33 @@ whole daily partitions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
-from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, TsdbStatus
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from rtpm.storage._querier import MergedQuerier
-    from rtpm.storage.head import HeadLog
     from rtpm.storage.postgres_sql import Conn
 
 
-class _Backend(Protocol):
+class _Backend(SqlBackend, Protocol):
     """What PostgresMaintenance uses of its PostgresStorage, named here so that this module (which
     postgres.py imports) does not import postgres.py back."""
-
-    @property
-    def _headlog(self) -> HeadLog | None: ...
-
-    @property
-    def _chunk_window_ms(self) -> int: ...
 
     def _conn(self) -> AbstractAsyncContextManager[Conn]: ...
 
     def _forget_partition(self, name: str) -> None: ...
-
-    async def _matching_series(
-        self, conn: Conn, tenant: str, matchers: Sequence[Matcher]
-    ) -> list[tuple[int, Labels]]: ...
-
-    def querier(self, tenant: str, start_ms: int, end_ms: int) -> MergedQuerier: ...
 
 
 WAL_LOCK = 0x5254504F  # advisory lock: held by a WAL record's transaction until commit, and by the cut
 _SERIES_PER_TX = 500
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
-_ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
 _PARTITIONS = (
     "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
@@ -58,128 +40,47 @@ _PARTITIONS = (
 )
 
 
-class PostgresMaintenance:
+class PostgresMaintenance(SqlMaintenance):
+    series_per_tx = _SERIES_PER_TX
+
     def __init__(self, storage: _Backend) -> None:
+        super().__init__(storage)
         self._s = storage
 
-    async def _all_series_ids(self) -> list[int]:
-        async with self._s._conn() as conn:
-            return [r[0] for r in await conn.fetch("SELECT id FROM series ORDER BY id")]
-
-    async def get_watermark(self, name: str) -> int | None:
-        async with self._s._conn() as conn:
-            value = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", name)
-        return None if value is None else int(value)
-
-    async def set_watermark(self, name: str, value: int) -> None:
-        async with self._s._conn() as conn:
-            await conn.execute(
-                "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) "
-                "DO UPDATE SET value = GREATEST(maintenance_state.value, EXCLUDED.value)",
-                name,
-                value,
-            )
-
-    async def try_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
-        async with self._s._conn() as conn:
-            got = await conn.fetchval(
-                "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
-                "SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms "
-                "WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms < $4 RETURNING holder",
-                name,
-                holder,
-                now_ms + ttl_ms,
-                now_ms,
-            )
-        return got == holder
-
-    async def late_writes(self, kind: str, limit: int) -> list[tuple[int, int, int]]:
-        async with self._s._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT series_id, bucket, seq FROM late_writes WHERE kind = $1 ORDER BY bucket, series_id LIMIT $2",
-                kind,
-                limit,
-            )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    async def clear_late_writes(self, kind: str, marks: list[tuple[int, int, int]]) -> None:
-        if not marks:
-            return
-        async with self._s._conn() as conn:
-            await conn.execute(
-                "DELETE FROM late_writes l USING unnest($2::bigint[], $3::bigint[], $4::int[]) AS u(s, b, q) "
-                "WHERE l.kind = $1 AND l.series_id = u.s AND l.bucket = u.b AND l.seq = u.q",
-                kind,
-                [m[0] for m in marks],
-                [m[1] for m in marks],
-                [m[2] for m in marks],
-            )
-
-    async def has_late_writes(self, kind: str, ids: list[int], start_ms: int, end_ms: int) -> bool:
-        async with self._s._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM late_writes WHERE kind = $1 AND series_id = ANY($2::bigint[]) "
-                "AND bucket > $3 AND bucket < $4)",
-                kind,
+    async def _compact_group(self, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
+        async with self._s._conn() as conn, conn.transaction():
+            raw_rows = await conn.fetch(
+                "WITH d AS (DELETE FROM samples WHERE series_id = ANY($1::bigint[]) AND ts >= $2 AND ts < $3 "
+                "RETURNING series_id, ts, value) "
+                "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM d GROUP BY series_id",
                 ids,
-                start_ms - 86_400_000,
-                end_ms,
-            )
-        return bool(found)
-
-    async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
-        ids = series_ids if series_ids is not None else await self._all_series_ids()
-        written = moved = 0
-        for i in range(0, len(ids), _SERIES_PER_TX):
-            group = ids[i : i + _SERIES_PER_TX]
-            async with self._s._conn() as conn, conn.transaction():
-                raw_rows = await conn.fetch(
-                    "WITH d AS (DELETE FROM samples WHERE series_id = ANY($1::bigint[]) AND ts >= $2 AND ts < $3 "
-                    "RETURNING series_id, ts, value) "
-                    "SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM d GROUP BY series_id",
-                    group,
-                    start_ms,
-                    end_ms,
-                )
-                if not raw_rows:
-                    continue
-                old_rows = await conn.fetch(
-                    "SELECT series_id, ts_data, value_data FROM chunks WHERE series_id = ANY($1::bigint[]) "
-                    "AND window_start = $2",
-                    [r[0] for r in raw_rows],
-                    start_ms,
-                )
-                old = {r[0]: [(r[1], r[2])] for r in old_rows}
-                records = []
-                for sid, ts_list, val_list in raw_rows:
-                    raw = (np.array(ts_list, dtype=np.int64), np.array(val_list, dtype=np.float64))
-                    ts, values = chunks.assemble(old.get(sid, []), raw, start_ms, end_ms - 1)
-                    enc = chunks.encode(ts, values)
-                    records.append((sid, start_ms, enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data))
-                    moved += len(ts_list)
-                await conn.executemany(
-                    "INSERT INTO chunks VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series_id, window_start) "
-                    "DO UPDATE SET min_ts = EXCLUDED.min_ts, max_ts = EXCLUDED.max_ts, count = EXCLUDED.count, "
-                    "ts_data = EXCLUDED.ts_data, value_data = EXCLUDED.value_data",
-                    records,
-                )
-                written += len(records)
-        return written, moved
-
-    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]:
-        async with self._s._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT s.id FROM series s WHERE EXISTS "
-                "(SELECT 1 FROM samples WHERE series_id = s.id AND ts >= $1 AND ts < $2) ORDER BY s.id",
                 start_ms,
                 end_ms,
             )
-        found = [r[0] for r in rows]
-        headlog = self._s._headlog
-        if headlog is None:
-            return found
-        await headlog.catch_up()
-        return sorted(set(found).union(headlog.head.series_in(start_ms, end_ms)))
+            if not raw_rows:
+                return 0, 0
+            old_rows = await conn.fetch(
+                "SELECT series_id, ts_data, value_data FROM chunks WHERE series_id = ANY($1::bigint[]) "
+                "AND window_start = $2",
+                [r[0] for r in raw_rows],
+                start_ms,
+            )
+            old = {r[0]: [(r[1], r[2])] for r in old_rows}
+            records = []
+            moved = 0
+            for sid, ts_list, val_list in raw_rows:
+                raw = (np.array(ts_list, dtype=np.int64), np.array(val_list, dtype=np.float64))
+                ts, values = chunks.assemble(old.get(sid, []), raw, start_ms, end_ms - 1)
+                enc = chunks.encode(ts, values)
+                records.append((sid, start_ms, enc.min_ts, enc.max_ts, enc.count, enc.ts_data, enc.value_data))
+                moved += len(ts_list)
+            await conn.executemany(
+                "INSERT INTO chunks VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series_id, window_start) "
+                "DO UPDATE SET min_ts = EXCLUDED.min_ts, max_ts = EXCLUDED.max_ts, count = EXCLUDED.count, "
+                "ts_data = EXCLUDED.ts_data, value_data = EXCLUDED.value_data",
+                records,
+            )
+        return len(records), moved
 
     async def cut_head(self, cutoff_ms: int) -> tuple[int, int]:
         """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
@@ -241,61 +142,23 @@ class PostgresMaintenance:
         head.set_floor(cutoff_ms)
         return len(encoded), len(ts)
 
-    async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
-        async with self._s._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT s.id FROM series s WHERE EXISTS (SELECT 1 FROM rollups WHERE resolution_ms = $1 "
-                "AND series_id = s.id AND bucket >= $2 AND bucket < $3) ORDER BY s.id",
+    async def _replace_rollup_group(
+        self, resolution_ms: int, start_ms: int, end_ms: int, group: list[tuple[int, RollupRows]]
+    ) -> int:
+        records = [(resolution_ms, sid, *row) for sid, rr in group for row in rr.rows()]
+        async with self._s._conn() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM rollups WHERE resolution_ms = $1 AND series_id = ANY($2::bigint[]) "
+                "AND bucket >= $3 AND bucket < $4",
                 resolution_ms,
+                [sid for sid, _ in group],
                 start_ms,
                 end_ms,
             )
-        return [r[0] for r in rows]
-
-    async def load_ids(self, ids: list[int], start_ms: int, end_ms: int) -> dict[int, tuple[I64, F64]]:
-        return await self._s.querier("", start_ms, end_ms)._load(ids)
-
-    async def replace_rollups(self, resolution_ms: int, start_ms: int, end_ms: int, rows: dict[int, RollupRows]) -> int:
-        items = list(rows.items())
-        total = 0
-        for i in range(0, len(items), _SERIES_PER_TX):
-            group = items[i : i + _SERIES_PER_TX]
-            records = [(resolution_ms, sid, *row) for sid, rr in group for row in rr.rows()]
-            async with self._s._conn() as conn, conn.transaction():
-                await conn.execute(
-                    "DELETE FROM rollups WHERE resolution_ms = $1 AND series_id = ANY($2::bigint[]) "
-                    "AND bucket >= $3 AND bucket < $4",
-                    resolution_ms,
-                    [sid for sid, _ in group],
-                    start_ms,
-                    end_ms,
-                )
-                await conn.copy_records_to_table(
-                    "rollups", records=records, columns=["resolution_ms", "series_id", *_ROLLUP_COLUMNS.split(", ")]
-                )
-            total += len(records)
-        return total
-
-    async def load_rollups(
-        self, resolution_ms: int, ids: list[int], start_ms: int, end_ms: int
-    ) -> dict[int, RollupRows]:
-        async with self._s._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT series_id, {_ROLLUP_COLUMNS} FROM rollups WHERE resolution_ms = $1 "
-                "AND series_id = ANY($2::bigint[]) AND bucket >= $3 AND bucket < $4 ORDER BY series_id, bucket",
-                resolution_ms,
-                ids,
-                start_ms,
-                end_ms,
+            await conn.copy_records_to_table(
+                "rollups", records=records, columns=["resolution_ms", "series_id", *ROLLUP_COLUMNS.split(", ")]
             )
-        grouped: dict[int, list[tuple[object, ...]]] = {}
-        for r in rows:
-            grouped.setdefault(r[0], []).append(tuple(r[1:]))
-        return {sid: RollupRows.from_rows(g) for sid, g in grouped.items()}
-
-    async def find_series(self, tenant: str, matchers: list[Matcher]) -> list[tuple[int, Labels]]:
-        async with self._s._conn() as conn:
-            return await self._s._matching_series(conn, tenant, matchers)
+        return len(records)
 
     async def delete_raw_before(self, ts_ms: int) -> int:
         dropped = 0
@@ -310,13 +173,6 @@ class PostgresMaintenance:
             await conn.execute("DELETE FROM histogram_samples WHERE max_ts < $1", ts_ms)
             await conn.execute("DELETE FROM exemplars WHERE ts < $1", ts_ms)
         return dropped
-
-    async def delete_rollups_before(self, resolution_ms: int, ts_ms: int) -> int:
-        async with self._s._conn() as conn:
-            result = await conn.execute(
-                "DELETE FROM rollups WHERE resolution_ms = $1 AND bucket < $2", resolution_ms, ts_ms
-            )
-        return int(result.split()[-1])
 
     async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
         """On the head engine the samples still in the head are deleted by a tombstone in the WAL
@@ -480,4 +336,5 @@ class PostgresMaintenance:
 if TYPE_CHECKING:
     from rtpm.storage.maintenance import MaintenanceStore
 
-    _m: type[MaintenanceStore] = PostgresMaintenance
+    def _conforms(m: PostgresMaintenance) -> MaintenanceStore:
+        return m

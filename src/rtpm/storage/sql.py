@@ -16,13 +16,15 @@ executor sees a driver's exception.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
+
+from rtpm.model.labels import Labels, Matcher
 
 
 class Row(Protocol):
@@ -33,6 +35,11 @@ class Row(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Any]: ...
+
+
+FindSeries = Callable[[str, Sequence[Matcher]], Awaitable[list[tuple[int, Labels]]]]
+"""What a backend gives a store beside its executor: (id, labels) of a tenant's series matching
+every matcher (the backend's own lookup, with its labels cache)."""
 
 
 class Executor(Protocol):

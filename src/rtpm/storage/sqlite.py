@@ -79,8 +79,8 @@ class SqliteStorage:
         self._synchronous = synchronous
         self._late_grace_ms = late_grace_ms
         self._chunk_window_ms = chunk_window_ms
-        self.maintenance = SqliteMaintenance(self)
         self._sql = SqliteExecutor(self._read, self._write)  # the stores' SQL
+        self.maintenance = SqliteMaintenance(self)
         self.alerts = AlertStore(self._sql)
         self.auth = AuthStore(self._sql)
         self.dashboards = DashboardStore(self._sql)

@@ -6,53 +6,37 @@ retention never hold SQLite's single write lock long enough to stall ingestion."
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
-from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
-from rtpm.storage.chunks import F64, I64
-from rtpm.storage.maintenance import LATE_ROLLUP, TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, TsdbStatus
 from rtpm.storage.sqlite_rows import cut_until, sample_value
 
 if TYPE_CHECKING:
-    from rtpm.storage._querier import MergedQuerier
-    from rtpm.storage.head import Head, HeadLog
+    from rtpm.storage.head import Head
     from rtpm.storage.wal import Tombstone
 
 T = TypeVar("T")
 
 
-class _Backend(Protocol):
+class _Backend(SqlBackend, Protocol):
     """What SqliteMaintenance uses of its SqliteStorage, named here so that this module (which
     sqlite.py imports) does not import sqlite.py back."""
-
-    @property
-    def _headlog(self) -> HeadLog | None: ...
-
-    @property
-    def _chunk_window_ms(self) -> int: ...
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
-    def _matching_series(
-        self, conn: sqlite3.Connection, tenant: str, matchers: Sequence[Matcher]
-    ) -> list[tuple[int, Labels]]: ...
-
-    def querier(self, tenant: str, start_ms: int, end_ms: int) -> MergedQuerier: ...
-
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 _SERIES_PER_TX = 200
-_ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
 
 
 def _tx(conn: sqlite3.Connection) -> _Transaction:
@@ -75,84 +59,15 @@ def _all_series_ids(conn: sqlite3.Connection) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM series ORDER BY id")]
 
 
-class SqliteMaintenance:
+class SqliteMaintenance(SqlMaintenance):
+    series_per_tx = _SERIES_PER_TX
+
     def __init__(self, storage: _Backend) -> None:
+        super().__init__(storage)
         self._s = storage
 
-    async def get_watermark(self, name: str) -> int | None:
-        row = await self._s._read(
-            lambda c: c.execute("SELECT value FROM maintenance_state WHERE name = ?", (name,)).fetchone()
-        )
-        return None if row is None else int(row[0])
-
-    async def set_watermark(self, name: str, value: int) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            with _tx(conn):
-                conn.execute(
-                    "INSERT INTO maintenance_state (name, value) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
-                    (name, value),
-                )
-
-        await self._s._write(run)
-
-    async def try_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            with _tx(conn):
-                conn.execute(
-                    "INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
-                    "SET holder = excluded.holder, expires_ms = excluded.expires_ms "
-                    "WHERE leases.holder = excluded.holder OR leases.expires_ms < ?",
-                    (name, holder, now_ms + ttl_ms, now_ms),
-                )
-                row = conn.execute("SELECT holder FROM leases WHERE name = ?", (name,)).fetchone()
-            return bool(row and row[0] == holder)
-
-        return await self._s._write(run)
-
-    async def late_writes(self, kind: str, limit: int) -> list[tuple[int, int, int]]:
-        rows = await self._s._read(
-            lambda c: c.execute(
-                "SELECT series_id, bucket, seq FROM late_writes WHERE kind = ? ORDER BY bucket, series_id LIMIT ?",
-                (kind, limit),
-            ).fetchall()
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    async def clear_late_writes(self, kind: str, marks: list[tuple[int, int, int]]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            with _tx(conn):
-                conn.executemany(
-                    "DELETE FROM late_writes WHERE kind = ? AND series_id = ? AND bucket = ? AND seq = ?",
-                    [(kind, sid, b, seq) for sid, b, seq in marks],
-                )
-
-        await self._s._write(run)
-
-    async def has_late_writes(self, kind: str, ids: list[int], start_ms: int, end_ms: int) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            return any(
-                conn.execute(
-                    "SELECT 1 FROM late_writes WHERE kind = ? AND series_id = ? AND bucket > ? AND bucket < ? LIMIT 1",
-                    (kind, sid, start_ms - 86_400_000, end_ms),
-                ).fetchone()
-                for sid in ids
-            )
-
-        return await self._s._read(run)
-
-    async def compact_window(self, start_ms: int, end_ms: int, series_ids: list[int] | None) -> tuple[int, int]:
-        ids = series_ids if series_ids is not None else await self._s._read(_all_series_ids)
-        written = moved = 0
-        for i in range(0, len(ids), _SERIES_PER_TX):
-            group = ids[i : i + _SERIES_PER_TX]
-            w, m = await self._s._write(partial(self._compact_group, ids=group, start_ms=start_ms, end_ms=end_ms))
-            written += w
-            moved += m
-        return written, moved
-
     @staticmethod
-    def _compact_group(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
+    def _compact_in(conn: sqlite3.Connection, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
         written = moved = 0
         with _tx(conn):
             for sid in ids:
@@ -182,22 +97,8 @@ class SqliteMaintenance:
                 moved += len(rows)
         return written, moved
 
-    async def series_with_raw(self, start_ms: int, end_ms: int) -> list[int]:
-        def run(conn: sqlite3.Connection) -> list[int]:
-            return [
-                sid
-                for sid in _all_series_ids(conn)
-                if conn.execute(
-                    "SELECT 1 FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? LIMIT 1", (sid, start_ms, end_ms)
-                ).fetchone()
-            ]
-
-        found = await self._s._read(run)
-        headlog = self._s._headlog
-        if headlog is None:
-            return found
-        await headlog.catch_up()
-        return sorted(set(found).union(headlog.head.series_in(start_ms, end_ms)))
+    async def _compact_group(self, ids: list[int], start_ms: int, end_ms: int) -> tuple[int, int]:
+        return await self._s._write(lambda conn: self._compact_in(conn, ids, start_ms, end_ms))
 
     async def cut_head(self, cutoff_ms: int) -> tuple[int, int]:
         """Encode the head's samples below `cutoff_ms` into chunks, raise the cut to it and delete
@@ -255,67 +156,26 @@ class SqliteMaintenance:
         head.set_floor(cutoff_ms)
         return done
 
-    async def series_with_rollups(self, resolution_ms: int, start_ms: int, end_ms: int) -> list[int]:
-        def run(conn: sqlite3.Connection) -> list[int]:
-            return [
-                sid
-                for sid in _all_series_ids(conn)
-                if conn.execute(
-                    "SELECT 1 FROM rollups WHERE resolution_ms = ? AND series_id = ? AND bucket >= ? AND bucket < ? "
-                    "LIMIT 1",
-                    (resolution_ms, sid, start_ms, end_ms),
-                ).fetchone()
-            ]
+    async def _replace_rollup_group(
+        self, resolution_ms: int, start_ms: int, end_ms: int, group: list[tuple[int, RollupRows]]
+    ) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            n = 0
+            with _tx(conn):
+                for sid, rr in group:
+                    conn.execute(
+                        "DELETE FROM rollups WHERE resolution_ms = ? AND series_id = ? AND bucket >= ? AND bucket < ?",
+                        (resolution_ms, sid, start_ms, end_ms),
+                    )
+                    conn.executemany(
+                        f"INSERT INTO rollups (resolution_ms, series_id, {ROLLUP_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(resolution_ms, sid, *row) for row in rr.rows()],
+                    )
+                    n += len(rr)
+            return n
 
-        return await self._s._read(run)
-
-    async def load_ids(self, ids: list[int], start_ms: int, end_ms: int) -> dict[int, tuple[I64, F64]]:
-        return await self._s.querier("", start_ms, end_ms)._load(ids)
-
-    async def replace_rollups(self, resolution_ms: int, start_ms: int, end_ms: int, rows: dict[int, RollupRows]) -> int:
-        items = list(rows.items())
-        total = 0
-        for i in range(0, len(items), _SERIES_PER_TX):
-            group = items[i : i + _SERIES_PER_TX]
-
-            def run(conn: sqlite3.Connection, group: list[tuple[int, RollupRows]] = group) -> int:
-                n = 0
-                with _tx(conn):
-                    for sid, rr in group:
-                        conn.execute(
-                            "DELETE FROM rollups WHERE resolution_ms = ? AND series_id = ? AND bucket >= ? AND bucket < ?",
-                            (resolution_ms, sid, start_ms, end_ms),
-                        )
-                        conn.executemany(
-                            f"INSERT INTO rollups (resolution_ms, series_id, {_ROLLUP_COLUMNS}) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(resolution_ms, sid, *row) for row in rr.rows()],
-                        )
-                        n += len(rr)
-                return n
-
-            total += await self._s._write(run)
-        return total
-
-    async def load_rollups(
-        self, resolution_ms: int, ids: list[int], start_ms: int, end_ms: int
-    ) -> dict[int, RollupRows]:
-        def run(conn: sqlite3.Connection) -> dict[int, RollupRows]:
-            out = {}
-            for sid in ids:
-                rows = conn.execute(
-                    f"SELECT {_ROLLUP_COLUMNS} FROM rollups WHERE resolution_ms = ? AND series_id = ? "
-                    "AND bucket >= ? AND bucket < ? ORDER BY bucket",
-                    (resolution_ms, sid, start_ms, end_ms),
-                ).fetchall()
-                if rows:
-                    out[sid] = RollupRows.from_rows(rows)
-            return out
-
-        return await self._s._read(run)
-
-    async def find_series(self, tenant: str, matchers: list[Matcher]) -> list[tuple[int, Labels]]:
-        return await self._s._read(lambda conn: self._s._matching_series(conn, tenant, matchers))
+        return await self._s._write(run)
 
     async def delete_raw_before(self, ts_ms: int) -> int:
         ids = await self._s._read(_all_series_ids)
@@ -339,15 +199,6 @@ class SqliteMaintenance:
 
             deleted += await self._s._write(run)
         return deleted
-
-    async def delete_rollups_before(self, resolution_ms: int, ts_ms: int) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            with _tx(conn):
-                return conn.execute(
-                    "DELETE FROM rollups WHERE resolution_ms = ? AND bucket < ?", (resolution_ms, ts_ms)
-                ).rowcount
-
-        return await self._s._write(run)
 
     async def delete_samples(self, ids: list[int], start_ms: int, end_ms: int) -> int:
         """On the head engine the samples still in the head are deleted by a tombstone in the WAL
@@ -407,7 +258,8 @@ class SqliteMaintenance:
 if TYPE_CHECKING:
     from rtpm.storage.maintenance import MaintenanceStore
 
-    _m: type[MaintenanceStore] = SqliteMaintenance
+    def _conforms(m: SqliteMaintenance) -> MaintenanceStore:
+        return m
 
 
 def _delete_group(
