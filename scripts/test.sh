@@ -37,6 +37,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 "$VENV/bin/ruff" check src tests bench
 "$VENV/bin/ruff" format --check --quiet src tests bench
+"$VENV/bin/mypy"   # src/rtpm, with the pydantic plugin ([tool.mypy] in pyproject.toml): zero errors
 workers="${RTPM_TEST_WORKERS:-2}"
 if [ "$workers" = 0 ]; then
   exec "$VENV/bin/python" -m pytest "$@"
