@@ -28,7 +28,7 @@ from rtpm.model.histograms import Exemplar, Histogram
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.samples import WriteBatch
 from rtpm.storage._querier import too_many_samples
-from rtpm.storage.sql import Executor, FindSeries
+from rtpm.storage.sql import Executor, FindSeries, Row
 
 EXEMPLARS_PER_SERIES = 100
 
@@ -222,22 +222,26 @@ class HistogramStore:
             out.append((self._trim_exemplars, [(ids, EXEMPLARS_PER_SERIES)]))
         return out
 
-    async def _any_samples(self) -> bool:
-        """False in the usual case without native histograms: no series lookup then."""
-        return await self._sql.fetchval("SELECT 1 FROM histogram_samples LIMIT 1") is not None
+    async def _matching(
+        self, sql: str, tenant: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, samples: bool
+    ) -> tuple[list[tuple[int, Labels]], list[Row]]:
+        """The matching series and the rows of `sql` for them ($1 their ids, $2 and $3 the range);
+        nothing when none match, or (`samples`) when no histogram sample is stored at all: the
+        usual case without native histograms, answered without a series lookup."""
+        if samples and await self._sql.fetchval("SELECT 1 FROM histogram_samples LIMIT 1") is None:
+            return [], []
+        found = await self._find(tenant, matchers)
+        if not found:
+            return [], []
+        return found, await self._sql.fetch(sql, self._sql.dialect.ids(sid for sid, _ in found), start_ms, end_ms)
 
     async def select(
         self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher], *, max_samples: int | None = None
     ) -> list[HistogramSeries]:
         """Histogram samples in [start_ms, end_ms] of the series matching every matcher."""
-        if not await self._any_samples():
-            return []
-        found = await self._find(tenant, matchers)
-        if not found:
-            return []
-        ids = self._sql.dialect.ids(sid for sid, _ in found)
+        found, rows = await self._matching(self._select_samples, tenant, matchers, start_ms, end_ms, samples=True)
         per: dict[int, list[tuple[bytes]]] = {}
-        for r in await self._sql.fetch(self._select_samples, ids, start_ms, end_ms):
+        for r in rows:
             per.setdefault(r[0], []).append((r[1],))
         out = []
         total = 0
@@ -257,22 +261,14 @@ class HistogramStore:
         self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]
     ) -> list[SeriesExemplars]:
         """Exemplars in [start_ms, end_ms] of the matching series, oldest first."""
-        found = await self._find(tenant, matchers)
-        if not found:
-            return []
-        ids = self._sql.dialect.ids(sid for sid, _ in found)
+        found, rows = await self._matching(self._select_exemplars, tenant, matchers, start_ms, end_ms, samples=False)
         per: dict[int, list[Exemplar]] = {}
-        for r in await self._sql.fetch(self._select_exemplars, ids, start_ms, end_ms):
+        for r in rows:
             per.setdefault(r[0], []).append(Exemplar(decode_exemplar_labels(r[3]), self._from_db(r[2]), r[1]))
         return [SeriesExemplars(labels, per[sid]) for sid, labels in found if sid in per]
 
     async def series(self, tenant: str, start_ms: int, end_ms: int, matchers: Sequence[Matcher]) -> list[Labels]:
         """Label sets of the matching series with histogram samples in [start_ms, end_ms]."""
-        if not await self._any_samples():
-            return []
-        found = await self._find(tenant, matchers)
-        if not found:
-            return []
-        ids = self._sql.dialect.ids(sid for sid, _ in found)
-        have = {r[0] for r in await self._sql.fetch(self._select_series, ids, start_ms, end_ms)}
+        found, rows = await self._matching(self._select_series, tenant, matchers, start_ms, end_ms, samples=True)
+        have = {r[0] for r in rows}
         return [labels for sid, labels in found if sid in have]
