@@ -10,7 +10,7 @@ import pytest
 
 from rtpm.errors import AlreadyExists
 from rtpm.storage.base import Storage
-from rtpm.storage.dashboards import Dashboard, DashboardStore
+from rtpm.storage.dashboards import Dashboard
 from rtpm.storage.sql import Executor
 
 
@@ -29,7 +29,7 @@ def board(id_: str, title: str, at: int, **spec: object) -> Dashboard:
 
 
 async def test_dashboards_are_created_replaced_listed_and_deleted(storage: Storage) -> None:
-    store = cast(DashboardStore, storage.dashboards)  # type: ignore[attr-defined]
+    store = storage.dashboards
     assert await store.list_dashboards("t1") == []
     first = await store.put_dashboard(board("d1", "Latency", 1000, panels=[{"q": "up"}]))
     assert first == board("d1", "Latency", 1000, panels=[{"q": "up"}])
