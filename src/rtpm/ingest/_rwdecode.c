@@ -35,6 +35,9 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Bumped with every change of what decode(), parse_v2() or KnownSeries take or give. */
+#define RWDECODE_API_VERSION 3
+
 /* Reads a varint at *p (< end). Returns 0 on a truncated or over-long (> max_bytes) varint. */
 static inline int
 read_varint(const uint8_t **p, const uint8_t *end, int max_bytes, uint64_t *out)
@@ -839,6 +842,12 @@ PyInit__rwdecode(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    /* What remote_write.py checks before using the module: an editable install keeps a module built
+     * from an older source until it is rebuilt (pip install -e .), and that one is not used. */
+    if (PyModule_AddIntConstant(m, "API_VERSION", RWDECODE_API_VERSION) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&KnownSeriesType);
     if (PyModule_AddObject(m, "KnownSeries", (PyObject *)&KnownSeriesType) < 0) {
         Py_DECREF(&KnownSeriesType);

@@ -59,11 +59,19 @@ _TYPES = {
 _DOUBLE = struct.Struct("<d")
 
 
+# The _rwdecode.c this code calls (its RWDECODE_API_VERSION): a module built from another source
+# (an editable install not rebuilt since) is not used.
+NATIVE_API_VERSION = 3
+
+
 def _load_native() -> ModuleType | None:
     try:
-        return importlib.import_module("rtpm.ingest._rwdecode")
+        module = importlib.import_module("rtpm.ingest._rwdecode")
     except ImportError:
         return None
+    if getattr(module, "API_VERSION", None) != NATIVE_API_VERSION:
+        return None
+    return module
 
 
 _NATIVE_MODULE = _load_native()

@@ -33,7 +33,9 @@ needs_native = pytest.mark.skipif(remote_write.native_module() is None, reason="
 
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI must have a C compiler")
 def test_the_native_decoder_was_built_in_ci() -> None:
-    assert remote_write.native_module() is not None, "pip install did not build rtpm.ingest._rwdecode"
+    assert remote_write.native_module() is not None, (
+        "rtpm.ingest._rwdecode was not built, or was built from an older _rwdecode.c (pip install -e . rebuilds it)"
+    )
 
 
 def test_rtpm_native_0_selects_the_pure_path() -> None:
