@@ -132,3 +132,23 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_executor(storage
         await task
     await sql.execute(_INSERT, "t1", "after", "After", 1)
     assert await ids(sql) == ["after"]
+
+
+async def test_a_sample_write_during_a_transaction_waits_and_both_commit(storage: Storage) -> None:
+    """The sample path's group commit and a store's transaction never interleave (on SQLite the
+    write waits for the writer thread the transaction holds); both are kept."""
+    from rtpm.model.labels import Matcher, MatchType, make_labels
+    from rtpm.model.samples import WriteBatch
+
+    sql = executor(storage)
+    b = WriteBatch("t1")
+    b.add(make_labels("up", {"job": "a"}), 1_000, 1.0)
+    async with sql.transaction() as tx:
+        await tx.execute(_INSERT, "t1", "in", "In", 1)
+        write = asyncio.ensure_future(storage.write([b]))
+        await asyncio.sleep(0.05)
+        await tx.execute(_INSERT, "t1", "in2", "In2", 1)
+    assert await write == 1
+    assert await ids(sql) == ["in", "in2"]
+    found = await storage.querier("t1", 0, 2_000).select([Matcher("__name__", MatchType.EQUAL, "up")])
+    assert [(s.labels, s.ts_ms.tolist(), s.values.tolist()) for s in found] == [(b.series[0], [1_000], [1.0])]
