@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+import threading
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -161,7 +162,10 @@ class RemoteWriteDecoder:
         # The canonical encoding of a series' Label fields (see `_labels_key`) -> its Labels.
         self._known: dict[bytes, Labels] = {}
         # The same entries for the native path (a _rwdecode.KnownSeries), made at its first use.
+        # One decode at a time uses or changes it: a big body is decoded in a thread while others
+        # are decoded on the event loop, and a native decode gives up the GIL in its callbacks.
         self._table: Any = None
+        self._table_lock = threading.RLock()
 
     def decode(self, data: bytes, *, tenant: str, extra_labels: Mapping[str, str] | None = None) -> WriteBatch:
         """Every sample, or BadDataError if any series or sample cannot be accepted."""
@@ -188,25 +192,26 @@ class RemoteWriteDecoder:
         ref_of: dict[bytes, int] = {}  # labels key -> the series' index in this batch
         native = _NATIVE_MODULE if (NATIVE if self.native is None else self.native) else None
         if native is not None:
-            if self._table is None:
-                self._table = native.KnownSeries()
-                for key, known_labels in self._known.items():
-                    self._table.add(key, known_labels)
-            if native.decode(
-                data,
-                self._table if not extra_labels else None,
-                fresh,
-                index,
-                series_list,
-                refs,
-                ts_col,
-                value_col,
-                lo,
-                hi,
-                b.add,
-                lambda raw, i: self._series_of(b, data, raw, i, known, fresh, ref_of),
-            ):
-                return self._finish(b, fresh, extra_labels, partial=partial)
+            with self._table_lock:
+                if self._table is None:
+                    self._table = native.KnownSeries()
+                    for key, known_labels in self._known.items():
+                        self._table.add(key, known_labels)
+                if native.decode(
+                    data,
+                    self._table if not extra_labels else None,
+                    fresh,
+                    index,
+                    series_list,
+                    refs,
+                    ts_col,
+                    value_col,
+                    lo,
+                    hi,
+                    b.add,
+                    lambda raw, i: self._series_of(b, data, raw, i, known, fresh, ref_of),
+                ):
+                    return self._finish(b, fresh, extra_labels, partial=partial)
         req = _parse_raw(data)
         stamps: dict[bytes, int] = {}  # encoded timestamp varint -> its value (one request's)
         rfind, unpack_double = bytes.rfind, _DOUBLE.unpack_from
@@ -262,16 +267,17 @@ class RemoteWriteDecoder:
     ) -> tuple[WriteBatch, Refused]:
         batch = b.finish(partial=partial)
         if fresh and not extra_labels:
-            table = self._table
-            if len(self._known) + len(fresh) > self.cache_size:
-                self._known.clear()
-                if table is not None:
-                    table.clear()
-            if len(fresh) <= self.cache_size:
-                self._known.update(fresh)
-                if table is not None:
-                    for key, labels in fresh.items():
-                        table.add(key, labels)
+            with self._table_lock:
+                table = self._table
+                if len(self._known) + len(fresh) > self.cache_size:
+                    self._known.clear()
+                    if table is not None:
+                        table.clear()
+                if len(fresh) <= self.cache_size:
+                    self._known.update(fresh)
+                    if table is not None:
+                        for key, labels in fresh.items():
+                            table.add(key, labels)
         return batch, b.refused()
 
     def _series_of(

@@ -369,3 +369,44 @@ def test_v2_native_and_pure_agree_on_generated_requests(symbols: list[str], seri
     native_v, pure_v = Validator(LIMITS, clock=lambda: NOW_S), Validator(LIMITS, clock=lambda: NOW_S)
     for _ in range(2):  # the second time with the series cache filled
         assert outcome_v2(data, True, native_v) == outcome_v2(data, False, pure_v)
+
+
+@needs_native
+def test_one_decoder_serves_requests_decoded_at_once_in_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big bodies are decoded in a thread while others are decoded on the event loop: a decode that
+    gives up the GIL in the middle (here in every series it parses in Python) must not disturb
+    another one on the same decoder."""
+    import threading
+    import time
+
+    slow = RemoteWriteDecoder._series_of
+
+    def sleepy(self: RemoteWriteDecoder, *args: Any) -> None:
+        time.sleep(0.0002)
+        slow(self, *args)
+
+    monkeypatch.setattr(RemoteWriteDecoder, "_series_of", sleepy)
+    native, pure = decoders()
+    bodies = [
+        request(
+            [([("__name__", "m"), ("t", str(k)), ("i", str(i))], [(NOW, float(i))]) for i in range(30)]
+        ).SerializeToString()
+        for k in range(4)
+    ]
+    errors: list[BaseException] = []
+    results: dict[int, list[Any]] = {}
+
+    def run(k: int) -> None:
+        try:
+            results[k] = [outcome(native, bodies[k])[1:4] for _ in range(5)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for k, got in results.items():
+        assert got == [outcome(pure, bodies[k])[1:4]] * 5
