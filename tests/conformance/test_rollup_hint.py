@@ -16,6 +16,7 @@ from rtpm.jobs.maintenance import enforce_retention, rollup
 from rtpm.model.labels import make_labels
 from rtpm.model.samples import WriteBatch
 from rtpm.query.promql.engine import Engine, EngineOptions, Result
+from rtpm.query.promql.values import Vector
 from rtpm.query.seed_promql import Aggregation, buckets
 from rtpm.settings import MaintenanceSettings
 from rtpm.storage.base import Storage
@@ -45,10 +46,11 @@ def _data(start: int) -> WriteBatch:
 
 def _rows(result: Result) -> dict[tuple[tuple[str, str], ...], tuple[list[int], list[float]]]:
     v = result.value
+    assert isinstance(v, Vector)
     out = {}
-    for i, lb in enumerate(v.labels):  # type: ignore[union-attr]
-        p = v.present[i]  # type: ignore[union-attr]
-        out[lb] = (result.steps[p].tolist(), v.values[i][p].tolist())  # type: ignore[union-attr]
+    for i, lb in enumerate(v.labels):
+        p = v.present[i]
+        out[lb] = (result.steps[p].tolist(), v.values[i][p].tolist())
     return out
 
 
@@ -97,7 +99,7 @@ async def test_rollups_answer_what_the_samples_answer(storage: Storage) -> None:
 
     before = await answers()
     assert all(r.rollup_rows == 0 for r in before)  # nothing rolled up yet
-    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())  # type: ignore[attr-defined]
+    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())
     after = await answers()
     labels = [c[0] for c in cases] + [ev.promql for ev in seed] + ["instant"]
     for what, got, want in zip(labels, after, before, strict=True):
@@ -122,7 +124,7 @@ async def test_the_hint_is_not_taken_where_rollups_could_differ(storage: Storage
         b.add(make_labels("req_total", {"host": "a"}), ts, float(ts % 7))
     await storage.write([b])
     eng = Engine(storage)
-    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())  # type: ignore[attr-defined]
+    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())
     aligned = await eng.range("t", "max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
     assert aligned.rollup_rows > 0
     # windows (t - 1h, t] at t on the hour hold the sample at t and not the one at t - 1h: no hint
@@ -150,7 +152,7 @@ async def test_the_hint_is_not_taken_where_rollups_could_differ(storage: Storage
     await storage.write([late])
     got = await eng.range("t", "max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
     assert got.rollup_rows == 0 and _rows(got)[(("host", "a"),)][1][0] == 1000.0
-    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())  # type: ignore[attr-defined]
+    await rollup(storage.maintenance, now_ms=now, opts=MaintenanceSettings())
     again = await eng.range("t", "max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
     assert again.rollup_rows > 0
     assert_same(again, got, "rolled up again")
@@ -167,11 +169,11 @@ async def test_no_hint_where_retention_deleted_rollups_that_samples_still_have(s
     query = ("max_over_time(req_total[1h])", start + HOUR - 1, start + 5 * HOUR - 1, HOUR)
     raw = await eng.range("t", *query)
     opts = MaintenanceSettings()
-    await rollup(storage.maintenance, now_ms=now, opts=opts)  # type: ignore[attr-defined]
+    await rollup(storage.maintenance, now_ms=now, opts=opts)
     assert (await eng.range("t", *query)).rollup_rows > 0
     # 1h rollups kept for 8 hours, samples for 15 days: the first hours are only in the samples
     short = opts.model_copy(update={"retention_1h_days": 8 / 24, "retention_1d_days": 8 / 24})
-    await enforce_retention(storage.maintenance, now_ms=now, opts=short)  # type: ignore[attr-defined]
+    await enforce_retention(storage.maintenance, now_ms=now, opts=short)
     after = await eng.range("t", *query)
     assert after.rollup_rows == 0
     assert_same(after, raw, "after rollup retention")

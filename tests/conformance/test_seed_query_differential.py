@@ -347,6 +347,7 @@ def test_both_seed_endpoints_answer_the_same_buckets(settings_factory: Callable[
         grant(c)
         services = c.app.state.services  # type: ignore[attr-defined]
         batch.tenant = services.settings.default_tenant
+        assert c.portal is not None
         c.portal.call(services.storage.write, [batch])
         start, end = (base + 17_000) / 1000, (base + 3 * HOUR + 1234) / 1000
         for agg in Aggregation:

@@ -22,6 +22,7 @@ import numpy as np
 
 from rtpm.errors import QueryError, QueryParseError, QueryTimeout, TooManySamples
 from rtpm.model.labels import is_valid_label_name
+from rtpm.model.samples import Series
 from rtpm.query.promql import aggregations, binops, rollup_hint
 from rtpm.query.promql import ast as a
 from rtpm.query.promql import histograms as histo
@@ -31,6 +32,7 @@ from rtpm.query.promql.selectors import Flat, instant, windows
 from rtpm.query.promql.values import F64, I64, RangeVec, Scalar, String, Value, Vector, drop_name
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
+from rtpm.storage.histograms import HistogramSeries
 
 DEFAULT_LOOKBACK_MS = 5 * 60 * 1000
 
@@ -179,6 +181,8 @@ class Engine:
         loaded = 0
         series = 0
         hinted = {id(h.sel): h for h in q.hints.values()}
+        # each read counts against the limits as if made again, as Prometheus counts per selector
+        reads: dict[tuple[object, ...], tuple[list[Series], list[HistogramSeries]]] = {}
         for sel in selectors:
             remaining = opts.max_samples - loaded
             hint = hinted.get(id(sel))
@@ -195,17 +199,22 @@ class Engine:
                         q.data[id(sel)] = Flat.of([])
                         continue
             hi = sel.fetch_hi if q.samples_until_ms is None else min(sel.fetch_hi, q.samples_until_ms)
-            querier = self.storage.querier(tenant, sel.fetch_lo, hi)
-            try:
-                found = await querier.select(sel.matchers, max_samples=remaining)
-            except TooManySamples:
-                raise _too_many_samples(opts.max_samples) from None
-            try:
-                hfound = await self.storage.histograms.select(
-                    tenant, sel.fetch_lo, hi, sel.matchers, max_samples=remaining
-                )
-            except TooManySamples:
-                raise _too_many_samples(opts.max_samples) from None
+            key = (tuple(sel.matchers), sel.fetch_lo, hi)
+            if key in reads:  # the same selector over the same range again (`sum(x) / count(x)`)
+                found, hfound = reads[key]
+            else:
+                querier = self.storage.querier(tenant, sel.fetch_lo, hi)
+                try:
+                    found = await querier.select(sel.matchers, max_samples=remaining)
+                except TooManySamples:
+                    raise _too_many_samples(opts.max_samples) from None
+                try:
+                    hfound = await self.storage.histograms.select(
+                        tenant, sel.fetch_lo, hi, sel.matchers, max_samples=remaining
+                    )
+                except TooManySamples:
+                    raise _too_many_samples(opts.max_samples) from None
+                reads[key] = (found, hfound)
             # with a hint, mostly the same series come from rollups and from samples: the larger count
             series += max(rollup_series, len(found) + len(hfound))
             _check_series(series, opts.max_series, sel)
