@@ -72,13 +72,16 @@ def test_sample_comes_back_from_latest_query_and_stats(server: RtpmServer) -> No
             json={"metric_name": "cpu_usage", "labels": {"host": "web-2"}, "start_time": now - 60, "end_time": now + 1},
         ).json()
         assert [p["value"] for p in q[0]["data_points"]] == [10.0, 20.0]  # an array, as the original's
+        # One bucket from the first sample to past the server's clock at the untimed ingest (which may
+        # lag `now` by seconds on a busy machine): no sample is after end_time.
+        end = time.time() + 1
         q = c.post(
             "/api/v1/metrics/query",
             json={
                 "metric_name": "cpu_usage",
                 "start_time": now - 60,
-                "end_time": now + 1,
-                "step": "61s",
+                "end_time": end,
+                "step": f"{int(end - (now - 60)) + 1}s",
                 "aggregation": "max",
                 "group_by": [],
             },
