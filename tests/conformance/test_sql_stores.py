@@ -152,3 +152,24 @@ async def test_a_sample_write_during_a_transaction_waits_and_both_commit(storage
     assert await ids(sql) == ["in", "in2"]
     found = await storage.querier("t1", 0, 2_000).select([Matcher("__name__", MatchType.EQUAL, "up")])
     assert [(s.labels, s.ts_ms.tolist(), s.values.tolist()) for s in found] == [(b.series[0], [1_000], [1.0])]
+
+
+async def test_tsdb_status_counts_a_tenant_or_all(storage: Storage) -> None:
+    """MaintenanceStore.status, written once over the executor, with the backend's table sizes."""
+    from rtpm.model.labels import make_labels
+    from rtpm.model.samples import WriteBatch
+
+    batches = []
+    for tenant, names in (("t1", ["up", "up", "cpu"]), ("t2", ["mem"])):
+        b = WriteBatch(tenant)
+        for i, name in enumerate(names):
+            b.add(make_labels(name, {"i": str(i)}), 1_000, 1.0)
+            b.add(make_labels(name, {"i": str(i)}), 2_000, 2.0)
+        batches.append(b)
+    assert await storage.write(batches) == 8
+    one = await storage.maintenance.status("t1", top=1)
+    assert (one.series_count, one.raw_samples, one.chunk_samples, one.chunks) == (3, 6, 0, 0)
+    assert one.top_metrics == [("up", 2)]
+    every = await storage.maintenance.status(None)
+    assert (every.series_count, every.raw_samples, every.top_metrics) == (4, 8, [("up", 2), ("cpu", 1), ("mem", 1)])
+    assert every.bytes_by_table["series"] > 0 and every.wal_records == 0

@@ -296,3 +296,41 @@ class SqlMaintenance:
         return await self._sql.execute(
             "DELETE FROM rollups WHERE resolution_ms = $1 AND bucket < $2", resolution_ms, ts_ms
         )
+
+    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
+        where, args = ("WHERE tenant = $1", [tenant]) if tenant is not None else ("", [])
+        in_tenant = f"WHERE series_id IN (SELECT id FROM series {where})" if tenant is not None else ""
+        sql = self._sql
+        series = await sql.fetchval(f"SELECT COUNT(*) FROM series {where}", *args)
+        top_rows = await sql.fetch(
+            f"SELECT name, COUNT(*) FROM series {where} GROUP BY name ORDER BY 2 DESC, 1 LIMIT ${len(args) + 1}",
+            *args,
+            top,
+        )
+        raw = int(await sql.fetchval(f"SELECT COUNT(*) FROM samples {in_tenant}", *args))
+        chunk_row = await sql.fetchrow(f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks {in_tenant}", *args)
+        assert chunk_row is not None  # an aggregate without GROUP BY: always one row
+        rollup_rows = await sql.fetch(f"SELECT resolution_ms, COUNT(*) FROM rollups {in_tenant} GROUP BY 1", *args)
+        sizes = await self._table_sizes()
+        if self._headlog is not None:
+            ids = (
+                None
+                if tenant is None
+                else [int(r[0]) for r in await sql.fetch(f"SELECT id FROM series {where}", *args)]
+            )
+            raw += self._headlog.head.count(ids)
+        wal_records = await sql.fetchval("SELECT COUNT(*) FROM wal_records")
+        return TsdbStatus(
+            int(series),
+            raw,
+            int(chunk_row[0]),
+            int(chunk_row[1]),
+            {str(r[0]): int(r[1]) for r in rollup_rows},
+            sizes,
+            [(str(r[0]), int(r[1])) for r in top_rows],
+            int(wal_records),
+        )
+
+    async def _table_sizes(self) -> dict[str, int]:
+        """Bytes on disk by table (the backend's own catalogue)."""
+        raise NotImplementedError

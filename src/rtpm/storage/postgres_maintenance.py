@@ -12,7 +12,7 @@ import numpy as np
 
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
-from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -279,58 +279,17 @@ class PostgresMaintenance(SqlMaintenance):
                 await conn.execute(f"VACUUM {table}")
             await conn.execute("VACUUM (ANALYZE) samples")
 
-    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
+    async def _table_sizes(self) -> dict[str, int]:
         async with self._s._conn() as conn:
-            if tenant is None:
-                series = await conn.fetchval("SELECT COUNT(*) FROM series")
-                top_rows = await conn.fetch(
-                    "SELECT name, COUNT(*) FROM series GROUP BY name ORDER BY 2 DESC, 1 LIMIT $1", top
-                )
-                raw = await conn.fetchval("SELECT COUNT(*) FROM samples")
-                chunk_row = await conn.fetchrow("SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks")
-                rollup_rows = await conn.fetch("SELECT resolution_ms, COUNT(*) FROM rollups GROUP BY 1")
-            else:
-                series = await conn.fetchval("SELECT COUNT(*) FROM series WHERE tenant = $1", tenant)
-                top_rows = await conn.fetch(
-                    "SELECT name, COUNT(*) FROM series WHERE tenant = $1 GROUP BY name ORDER BY 2 DESC, 1 LIMIT $2",
-                    tenant,
-                    top,
-                )
-                in_tenant = "(SELECT id FROM series WHERE tenant = $1)"
-                raw = await conn.fetchval(f"SELECT COUNT(*) FROM samples WHERE series_id IN {in_tenant}", tenant)
-                chunk_row = await conn.fetchrow(
-                    f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks WHERE series_id IN {in_tenant}", tenant
-                )
-                rollup_rows = await conn.fetch(
-                    f"SELECT resolution_ms, COUNT(*) FROM rollups WHERE series_id IN {in_tenant} GROUP BY 1", tenant
-                )
-            assert chunk_row is not None  # an aggregate without GROUP BY: always one row
-            chunk_samples, chunk_count = chunk_row
             sizes = {}
             for table in ("series", "chunks", "rollups", "metric_metadata", "late_writes"):
-                sizes[table] = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+                sizes[table] = int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table))
             samples_size = 0
             for name, _ in await conn.fetch(_PARTITIONS):
                 samples_size += await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
-            sizes["samples"] = samples_size
-            sizes["wal_records"] = await conn.fetchval("SELECT pg_total_relation_size('wal_records'::regclass)")
-            headlog = self._s._headlog
-            if headlog is not None:
-                ids: list[int] | None = None
-                if tenant is not None:
-                    ids = [r[0] for r in await conn.fetch("SELECT id FROM series WHERE tenant = $1", tenant)]
-                raw += headlog.head.count(ids)
-            wal_records = await conn.fetchval("SELECT COUNT(*) FROM wal_records")
-        return TsdbStatus(
-            int(series),
-            int(raw),
-            int(chunk_samples),
-            int(chunk_count),
-            {str(r[0]): int(r[1]) for r in rollup_rows},
-            {k: int(v) for k, v in sizes.items()},
-            [(r[0], int(r[1])) for r in top_rows],
-            int(wal_records),
-        )
+            sizes["samples"] = int(samples_size)
+            sizes["wal_records"] = int(await conn.fetchval("SELECT pg_total_relation_size('wal_records'::regclass)"))
+        return sizes
 
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import numpy as np
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
-from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, TsdbStatus
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance
 from rtpm.storage.sqlite_rows import cut_until, sample_value
 
 if TYPE_CHECKING:
@@ -224,35 +224,9 @@ class SqliteMaintenance(SqlMaintenance):
 
         await self._s._write(run)
 
-    async def status(self, tenant: str | None, top: int = 10) -> TsdbStatus:
-        def run(conn: sqlite3.Connection) -> TsdbStatus:
-            where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-            series = conn.execute(f"SELECT COUNT(*) FROM series {where}", args).fetchone()[0]
-            top_rows = conn.execute(
-                f"SELECT name, COUNT(*) FROM series {where} GROUP BY name ORDER BY 2 DESC, 1 LIMIT ?", (*args, top)
-            ).fetchall()
-            in_tenant = f"WHERE series_id IN (SELECT id FROM series {where})" if tenant is not None else ""
-            raw = conn.execute(f"SELECT COUNT(*) FROM samples {in_tenant}", args).fetchone()[0]
-            chunk_samples, chunk_count = conn.execute(
-                f"SELECT COALESCE(SUM(count), 0), COUNT(*) FROM chunks {in_tenant}", args
-            ).fetchone()
-            rollup_rows = {
-                str(r[0]): r[1]
-                for r in conn.execute(
-                    f"SELECT resolution_ms, COUNT(*) FROM rollups {in_tenant} GROUP BY resolution_ms", args
-                )
-            }
-            sizes = {r[0]: r[1] for r in conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")}
-            headlog = self._s._headlog
-            if headlog is not None:
-                ids = None if tenant is None else [r[0] for r in conn.execute(f"SELECT id FROM series {where}", args)]
-                raw += headlog.head.count(ids)
-            wal_records = conn.execute("SELECT COUNT(*) FROM wal_records").fetchone()[0]
-            return TsdbStatus(
-                series, raw, chunk_samples, chunk_count, rollup_rows, sizes, [(n, c) for n, c in top_rows], wal_records
-            )
-
-        return await self._s._read(run)
+    async def _table_sizes(self) -> dict[str, int]:
+        rows = await self._sql.fetch("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")
+        return {str(r[0]): int(r[1]) for r in rows}
 
 
 if TYPE_CHECKING:
