@@ -138,7 +138,7 @@ def backend_settings(
 
 @pytest.fixture
 async def storage(backend_settings: Settings) -> AsyncIterator[Storage]:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import make_storage
 
     s = make_storage(backend_settings)
     await s.open()

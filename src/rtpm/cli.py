@@ -76,7 +76,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    from rtpm.bootstrap_auth import ensure_first_admin, first_start_text
+    from rtpm.app.auth import ensure_first_admin, first_start_text
 
     generated = asyncio.run(ensure_first_admin(settings))
     backend = "PostgreSQL" if settings.database_url else f"SQLite at {settings.sqlite_path.resolve()}"
@@ -120,17 +120,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import storage_session
 
     async def run() -> list[int]:
-        storage = make_storage(settings)
-        try:
+        async with storage_session(settings) as storage:
             return await storage.migrate()
-        finally:
-            await storage.close()
 
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     applied = asyncio.run(run())
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
     return 0

@@ -25,14 +25,11 @@ def _fmt_ms(ms: int | None) -> str:
 
 
 def _run(settings: Settings, work: Callable[[AuthService], Awaitable[int]]) -> int:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import storage_session
 
     async def go() -> int:
-        if not settings.database_url:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        storage = make_storage(settings)
-        try:
-            await storage.open()
+        async with storage_session(settings) as storage:
+            await storage.migrate()
             # These commands never sign tokens: a throwaway key keeps them independent of the JWT settings.
             throwaway = secrets.token_urlsafe(48)
             tokens = TokenService(
@@ -43,8 +40,6 @@ def _run(settings: Settings, work: Callable[[AuthService], Awaitable[int]]) -> i
             )
             limiter = RateLimiter(RateLimitSettings(enabled=False))
             return await work(AuthService(storage.auth, tokens, limiter=limiter, cache_seconds=0))
-        finally:
-            await storage.close()
 
     try:
         return asyncio.run(go())

@@ -59,15 +59,12 @@ def _run_once(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _heartbeat_problem(settings: Settings) -> str | None:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import storage_session
 
     if not settings.alerting.evaluation_enabled:
         return None
-    storage = make_storage(settings)
-    try:
-        beats = {b.runner: b for b in await storage.alerts.heartbeats()}  # connects on first use
-    finally:
-        await storage.close()
+    async with storage_session(settings) as storage:
+        beats = {b.runner: b for b in await storage.alerts.heartbeats()}
     beat = beats.get("celery")
     now = time.time()
     if beat is None:

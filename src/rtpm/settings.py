@@ -251,7 +251,6 @@ class Settings(BaseSettings):
         description="Metrics GET /api/v1/metrics/current answers (the original API's cpu_usage, memory_usage, "
         "response_time were fixed); empty: every metric of the tenant",
     )
-    latest_cache_size: int = Field(100_000, ge=0, description="Series kept in the latest-value cache")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json: one JSON object per line; console: for people; auto: console in a terminal"

@@ -17,7 +17,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def storage(backend_settings: Settings, engine: str) -> AsyncIterator[Storage]:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import make_storage
 
     s = make_storage(backend_settings.model_copy(update={"storage_engine": engine}))
     await s.open()

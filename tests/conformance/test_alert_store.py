@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rtpm.bootstrap import make_storage
+from rtpm.app.storage import make_storage
 from rtpm.errors import AlreadyExists, NotFoundError
 from rtpm.model.alerts import Alert, AlertRule, AlertState, Severity, ThresholdSpec, label_fingerprint
 from rtpm.settings import Settings

@@ -31,7 +31,7 @@ def head_settings(backend_settings: Settings) -> Settings:
 
 @pytest.fixture
 def open_storage(head_settings: Settings) -> Callable[..., object]:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import make_storage
 
     opened: list[Storage] = []
 
@@ -78,7 +78,7 @@ async def cut(storage: Storage, cutoff: int) -> tuple[int, int]:
 
 
 async def status(storage: Storage):  # type: ignore[no-untyped-def]
-    return await storage.maintenance.status("t")  # type: ignore[attr-defined]
+    return await storage.maintenance.status("t")
 
 
 async def test_head_only_one_wal_record_per_flush(head: Storage) -> None:
@@ -142,7 +142,7 @@ async def test_back_fill_older_than_the_head_takes_the_row_path(head: Storage) -
     st = await status(head)
     assert (st.chunk_samples, st.wal_records) == (2, 1)  # 2 back-fill rows + 1 head sample are not in chunks
     assert st.raw_samples == 3
-    assert await head.maintenance.late_writes("compact", 10)  # type: ignore[attr-defined]
+    assert await head.maintenance.late_writes("compact", 10)
 
 
 async def test_restart_between_write_and_read(head: Storage, open_storage: Callable[..., object]) -> None:
@@ -159,7 +159,7 @@ async def test_restart_between_write_and_read(head: Storage, open_storage: Calla
 
 
 async def test_the_rows_engine_refuses_to_start_over_wal_records(head: Storage, head_settings: Settings) -> None:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import make_storage
     from rtpm.errors import ConfigError
 
     await head.write([batch(("a", T0, 1.0))])

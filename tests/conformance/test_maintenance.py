@@ -57,7 +57,7 @@ async def snapshot(storage: Storage, start: int, end: int) -> dict[str, object]:
 
 
 async def test_reads_are_the_same_after_compaction_with_late_and_duplicate_samples(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     base = now_ms() - 30 * 60_000
     start = base - base % (2 * HOUR)  # a window edge
     await storage.write([series_batch(start - HOUR, start + HOUR, 15_000)])
@@ -90,7 +90,7 @@ async def test_reads_are_the_same_after_compaction_with_late_and_duplicate_sampl
 
 
 async def test_rollups_equal_raw_aggregates_at_every_resolution(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     start = t - t % DAY + 3 * HOUR - 2 * DAY  # two days ago, early morning
     # written late on purpose (backfill): rolled up through the late-write marks
@@ -124,7 +124,7 @@ async def test_rollups_equal_raw_aggregates_at_every_resolution(storage: Storage
 
 
 async def test_recent_data_is_rolled_up_by_the_watermark(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     await storage.write([series_batch(t - 60_000, t, 5_000, hosts=2)])
     assert (await maint.late_writes("rollup", 10)) == []
@@ -142,7 +142,7 @@ async def db_pages(storage: Storage) -> int:
 
 
 async def test_retention_drops_old_data_and_keeps_new(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     old_day = t - t % DAY - 10 * DAY
     await storage.write([series_batch(old_day, old_day + 2 * HOUR, 1_000, hosts=5)])
@@ -172,7 +172,7 @@ async def test_retention_drops_old_data_and_keeps_new(storage: Storage) -> None:
 
 
 async def test_lease_has_one_holder_until_it_expires(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     assert await maint.try_lease("jobs", "a", 10_000, t)
     assert not await maint.try_lease("jobs", "b", 10_000, t + 1000)
@@ -185,7 +185,7 @@ async def test_sample_limit_counts_raw_rows_and_chunks_exactly(storage: Storage)
     """max_samples is enforced while loading (no counting pass): the exact total passes, one less
     is refused, whether the samples sit in raw rows, chunks or both, and for reads large enough to
     be split across connections."""
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     base = now_ms() - 30 * 60_000
     start = base - base % (2 * HOUR)
     hosts = 250
@@ -208,7 +208,7 @@ async def test_sample_limit_counts_raw_rows_and_chunks_exactly(storage: Storage)
 
 
 async def test_delete_samples_cuts_chunks_and_rollups(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     start = t - t % DAY + 3 * HOUR - 2 * DAY  # two days ago, early morning: compacted and rolled up
     old = series_batch(start, start + 26 * HOUR, 60_000)
@@ -247,7 +247,7 @@ async def test_delete_samples_cuts_chunks_and_rollups(storage: Storage) -> None:
 
 
 async def test_delete_samples_of_recent_data(storage: Storage) -> None:
-    maint = storage.maintenance  # type: ignore[attr-defined]
+    maint = storage.maintenance
     t = now_ms()
     # newer than the late grace (5 min): raw rows on the rows engine, the head on the head engine
     await storage.write([series_batch(t - 4 * 60_000, t, 10_000, hosts=2)])

@@ -33,7 +33,7 @@ from rtpm.api.routes import (
 from rtpm.api.routes.dashboards import router as dashboards_router
 from rtpm.api.routes.ui import router as ui_router
 from rtpm.api.security import install_security
-from rtpm.bootstrap import Services, build_services
+from rtpm.app.services import Services, build_services
 from rtpm.metrics import Metrics, mark_process_dead
 from rtpm.settings import Settings
 

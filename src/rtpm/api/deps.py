@@ -10,7 +10,7 @@ import orjson
 from fastapi import Depends, Path, Query, Request
 from starlette.requests import HTTPConnection
 
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import BadDataError, Unauthenticated, UnsupportedMediaType
 from rtpm.ingest.compression import decompress
 

@@ -1,11 +1,13 @@
 """Alert evaluation as one job run, for the Celery runner (`rtpm.jobs.evaluate_rules`).
 
-`rtpm serve` evaluates in process (bootstrap_alerts.py) when RTPM_JOBS=embedded; with
-RTPM_JOBS=celery it does not, and beat sends this task instead. One run: take the alert store's
-lease (so two overlapping runs never both notify), evaluate every rule that is due with the same
-`run_due_rules` the embedded runner uses, write ALERTS/ALERTS_FOR_STATE straight to storage,
-deliver notifications (bounded wait), publish transitions to the live channel through Redis, and
-write the heartbeat.
+`rtpm serve` evaluates in process (app/alerting.py) when RTPM_JOBS=embedded; with
+RTPM_JOBS=celery it does not, and beat sends this task instead. One run builds the services as a
+worker (`build_services(role="worker")`: the same alerting, write buffer and live channel as the
+server's, without auth or the embedded runners), takes the alert store's lease (so two
+overlapping runs never both notify), evaluates every rule that is due with the same
+`run_due_rules` the embedded runner uses, writes ALERTS/ALERTS_FOR_STATE through the write buffer,
+delivers notifications (bounded wait), publishes transitions to the live channel (through Redis
+when configured), and writes the heartbeat.
 
 Every part of a run is bounded, and the bounds nest (`TaskLimits`): one rule evaluation <
 the whole run (an asyncio deadline) < Celery's soft limit < its hard limit (the pool process is
@@ -20,20 +22,11 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from rtpm.alerts.evaluator import Notification, NotificationKind
-from rtpm.bootstrap_alerts import alert_event, engine_query_fn
+from rtpm.app.services import build_services
 from rtpm.jobs.alert_eval import holder_id, run_due_rules, stall_seconds
-from rtpm.model.labels import labels_from_pairs
-from rtpm.model.samples import WriteBatch
-from rtpm.notify.dispatcher import Dispatcher, DispatchOptions
-from rtpm.notify.receivers import make_receivers
-from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.settings import AlertingSettings, Settings
 from rtpm.storage.alert_store import Heartbeat
 
@@ -81,55 +74,23 @@ async def evaluate_rules_once(settings: Settings, now_ms: int) -> dict[str, Any]
 
 
 async def _evaluate(settings: Settings, now_ms: int, limits: TaskLimits) -> dict[str, Any]:
-    from rtpm.bootstrap import make_pubsub, make_storage
-
-    opts = settings.alerting
-    storage = make_storage(settings)
-    try:
-        await storage.open()
-        store = storage.alerts
+    async with build_services(settings, role="worker") as services:
+        alerting = services.alerting
+        store = alerting.store
         holder = holder_id()
         if not await store.try_lead(holder, limits.lease_seconds):
             return {"job": "evaluate_rules", "skipped": SKIPPED}
         started = time.monotonic()
-        client = httpx.AsyncClient(timeout=opts.notify_timeout_seconds, follow_redirects=False)
-        external_url = opts.external_url or f"http://{settings.host}:{settings.port}"
-        dispatcher = Dispatcher(
-            make_receivers(opts, client, external_url=external_url),
-            DispatchOptions(
-                queue_size=opts.notify_queue_size,
-                max_attempts=opts.notify_max_attempts,
-                backoff_seconds=opts.notify_backoff_seconds,
-                backoff_max_seconds=opts.notify_backoff_max_seconds,
-            ),
-        )
-        pubsub = make_pubsub(settings) if settings.redis_url else None
         try:
-            await dispatcher.start()
-            if pubsub is not None:
-                await pubsub.start()
-
-            async def notify(notifications: Sequence[Notification]) -> None:
-                await dispatcher.notify(notifications)
-                for n in notifications:
-                    if n.kind is not NotificationKind.RESEND and pubsub is not None:
-                        pubsub.publish_alert(n.alert.tenant, alert_event(n))
-
-            async def write_series(tenant: str, samples: list[tuple[dict[str, str], int, float]]) -> None:
-                batch = WriteBatch(tenant)
-                for labels, ts_ms, value in samples:
-                    batch.add(labels_from_pairs(labels.items()), ts_ms, value)
-                await storage.write([batch])
-
             results = await run_due_rules(
                 store=store,
-                query=engine_query_fn(Engine(storage, EngineOptions.from_settings(settings))),
-                notify=notify,
-                write_series=write_series,
+                query=alerting.query,
+                notify=alerting.notify,
+                write_series=alerting.write_series,
                 now_ms=now_ms,
-                resend_delay_seconds=opts.resend_delay_seconds,
+                resend_delay_seconds=settings.alerting.resend_delay_seconds,
                 timeout_seconds=limits.evaluation_seconds,
-                test_block_file=opts.test_block_file,
+                test_block_file=settings.alerting.test_block_file,
             )
             errors = sum(1 for r in results if r.error is not None)
             await store.record_heartbeat(
@@ -144,11 +105,7 @@ async def _evaluate(settings: Settings, now_ms: int, limits: TaskLimits) -> dict
                 )
             )
         finally:
-            await dispatcher.close(timeout_seconds=limits.delivery_seconds)
-            if pubsub is not None:
-                await pubsub.close()
-            await client.aclose()
+            # Notifications of this run go out (bounded) while it still holds the lead.
+            await alerting.dispatcher.drain(limits.delivery_seconds)
             await store.release_lead(holder)
         return {"job": "evaluate_rules", "rules": len(results), "errors": errors}
-    finally:
-        await storage.close()

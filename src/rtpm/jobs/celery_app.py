@@ -39,14 +39,10 @@ def broker_url(settings: Settings) -> str:
 
 
 async def run_job(settings: Settings, name: str, now_ms: int) -> dict[str, Any]:
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import storage_session
 
-    storage = make_storage(settings)
-    await storage.open()
-    try:
+    async with storage_session(settings, start=True) as storage:
         result = await JOBS[name].run(storage.maintenance, now_ms, settings.maintenance)
-    finally:
-        await storage.close()
     return {"job": result.job, "items": result.items, "samples": result.samples, "details": result.details}
 
 

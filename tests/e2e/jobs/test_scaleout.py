@@ -251,7 +251,7 @@ def test_scale_out_alerting_survives_a_killed_and_a_hung_worker(
 def test_many_runs_led_or_skipped_leave_no_connection_behind(pg_dsn: str, schema: str) -> None:
     """The Celery task's body, in process, many times: half the runs find the lease held by
     someone else and skip. After every run, led or skipped, RTPM has no connection open."""
-    from rtpm.bootstrap import make_storage
+    from rtpm.app.storage import make_storage
     from rtpm.jobs.alert_task import SKIPPED, evaluate_rules_once
     from rtpm.model.alerts import AlertRule
     from rtpm.settings import Settings
@@ -270,7 +270,7 @@ def test_many_runs_led_or_skipped_leave_no_connection_behind(pg_dsn: str, schema
         other = make_storage(settings.model_copy(update={"database_application_name": f"{app}-test"}))
         await other.open()
         try:
-            await other.alerts.create_rule(  # type: ignore[attr-defined]
+            await other.alerts.create_rule(
                 AlertRule(tenant="default", name="R", expr="vector(1)", evaluation_interval_seconds=1)
             )
             seen = []
@@ -278,11 +278,11 @@ def test_many_runs_led_or_skipped_leave_no_connection_behind(pg_dsn: str, schema
             for i in range(20):
                 someone_else = i % 2 == 1
                 if someone_else:
-                    assert await other.alerts.try_lead("someone-else", 60)  # type: ignore[attr-defined]
+                    assert await other.alerts.try_lead("someone-else", 60)
                 result = await evaluate_rules_once(settings, base + i * 1000)  # the rule is due each run
                 assert (result.get("skipped") == SKIPPED) is someone_else, result
                 if someone_else:
-                    await other.alerts.release_lead("someone-else")  # type: ignore[attr-defined]
+                    await other.alerts.release_lead("someone-else")
                 seen.append(await _connections(pg_dsn, app))
             return seen
         finally:

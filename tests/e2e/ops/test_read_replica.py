@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from rtpm.bootstrap import make_storage
+from rtpm.app.storage import make_storage
 from rtpm.model.labels import Matcher, make_labels
 from rtpm.model.samples import WriteBatch
 from rtpm.settings import Settings

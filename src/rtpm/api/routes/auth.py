@@ -14,7 +14,7 @@ from rtpm.api.auth import client_ip, public, require
 from rtpm.api.deps import ServicesDep, read_json
 from rtpm.api.params import time_param
 from rtpm.api.responses import OrjsonResponse
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import NotFoundError, Problem, ValidationFailed
 from rtpm.model.time import to_rfc3339
 from rtpm.security.principal import Principal

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import NotFoundError, Problem, ValidationFailed
 from rtpm.model.time import to_rfc3339
 from rtpm.storage.dashboards import Dashboard, DashboardStore

@@ -23,7 +23,7 @@ from rtpm import __version__
 from rtpm.api.auth import public
 from rtpm.api.deps import ServicesDep
 from rtpm.api.responses import OrjsonResponse
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import RtpmError
 from rtpm.jobs import heartbeat
 from rtpm.model.time import to_rfc3339

@@ -12,8 +12,7 @@ from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep, read_json
 from rtpm.api.params import duration_param, parse_labels_param, time_param
 from rtpm.api.responses import OrjsonResponse
-from rtpm.api.routes.prometheus import make_engine
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import BadDataError, NotFoundError, Problem, ValidationFailed
 from rtpm.ingest.json import decode_items
 from rtpm.model.labels import METRIC_NAME, Matcher, label_dict
@@ -273,7 +272,7 @@ async def _seed_query(services: Services, tenant: str, q: QueryIn) -> dict[str, 
             step_ms=step_ms,
         )
         with services.metrics.query.time("range"):
-            answer = await make_engine(services).range(
+            answer = await services.engine.range(
                 tenant, ev.promql, ev.start_ms, ev.end_ms, ev.step_ms, samples_until_ms=ev.samples_until_ms
             )
         result = seed_promql.sort_series(seed_promql.series_of(answer.value, answer.steps, ev), q.group_by)

@@ -20,7 +20,7 @@ from fastapi.responses import PlainTextResponse, Response
 from rtpm.api.auth import public, require
 from rtpm.api.deps import ServicesDep
 from rtpm.api.routes.prometheus import _json_success, _prometheus_envelope
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import RtpmError
 from rtpm.model.time import to_rfc3339
 

@@ -20,12 +20,11 @@ from rtpm.api.auth import public, require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.params import duration_param, time_param
 from rtpm.api.routes import alerts as alerts_api
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import BadDataError
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.time import MAX_TIME_MS, MIN_TIME_MS
 from rtpm.query.promql import ast as promql_ast
-from rtpm.query.promql.engine import Engine, EngineOptions
 from rtpm.query.promql.histograms import exemplars_json
 from rtpm.query.promql.jsonfmt import render
 
@@ -79,10 +78,6 @@ def _limit(params: Params) -> int | None:
     if n < 0:
         raise BadDataError('invalid parameter "limit": limit must be non-negative')
     return n or None
-
-
-def make_engine(services: Services) -> Engine:
-    return Engine(services.storage, EngineOptions.from_settings(services.settings))
 
 
 def _body(data: bytes, warnings: Sequence[str] = ()) -> bytes:
@@ -145,7 +140,7 @@ async def query(request: Request, services: ServicesDep, tenant: TenantDep) -> R
 
     async def compute() -> bytes:
         with services.metrics.query.time("instant"):
-            result = await make_engine(services).instant(tenant, text, t, lookback_ms=lookback, timeout_s=timeout)
+            result = await services.engine.instant(tenant, text, t, lookback_ms=lookback, timeout_s=timeout)
         data, truncated = render(result, as_range=False, limit=limit)
         return _body(data, [*result.warnings, *([TRUNCATED] if truncated else [])])
 
@@ -181,7 +176,7 @@ async def query_range(request: Request, services: ServicesDep, tenant: TenantDep
 
     async def compute() -> bytes:
         with services.metrics.query.time("range"):
-            result = await make_engine(services).range(
+            result = await services.engine.range(
                 tenant, text, start, end, step, lookback_ms=lookback, timeout_s=timeout
             )
         data, truncated = render(result, as_range=True, limit=limit)

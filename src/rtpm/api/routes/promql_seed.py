@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.params import duration_param, parse_labels_param, time_param
-from rtpm.api.routes.prometheus import check_range, make_engine
+from rtpm.api.routes.prometheus import check_range
 from rtpm.errors import BadDataError
 from rtpm.model.labels import METRIC_NAME
 from rtpm.model.time import to_rfc3339
@@ -114,7 +114,7 @@ async def query_range(
     end_ms = _range_end(end_time, "end_time", end, "end")
     step_ms = duration_param(step, "step") if step else max(1000, (end_ms - start_ms) // 250)
     check_range(start_ms, end_ms, step_ms, services.settings.limits.max_points_per_series)
-    engine = make_engine(services)
+    engine = services.engine
     if query:
         text, shift = query, 0
         with services.metrics.query.time("range"):
@@ -156,5 +156,5 @@ async def query_instant(
         name, matchers, agg, groups = _seed_form(metric_name, labels, aggregation, group_by)
         text = seed_promql.window_ending(name, matchers, agg, groups, time_ms=t, window_ms=300_000).promql
     with services.metrics.query.time("instant"):
-        result = await make_engine(services).instant(tenant, text, t)
+        result = await services.engine.instant(tenant, text, t)
     return {"query": text, "time": to_rfc3339(t), "series": _series(result)}

@@ -24,7 +24,7 @@ from rtpm.api.auth import require
 from rtpm.api.deps import ServicesDep, TenantDep
 from rtpm.api.errors import status_for
 from rtpm.api.responses import OrjsonResponse
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import BadDataError, OverloadedError, PartialWrite, RtpmError, UnsupportedMediaType
 from rtpm.ingest import otlp, prom_text
 from rtpm.ingest.batching import Refused

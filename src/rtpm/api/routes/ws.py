@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketState
 
 from rtpm.api.auth import ACCESS_ATTR, AccessRule, authenticate, client_ip
 from rtpm.api.ws_server import ABORT_EXTENSION, WRITER_EXTENSION
-from rtpm.bootstrap import Services
+from rtpm.app.services import Services
 from rtpm.errors import AuthError, BadDataError, NotFoundError, OverloadedError, RateLimited, RtpmError
 from rtpm.realtime.hub import CloseFn, ConnectionHub, LiveConnection
 from rtpm.realtime.protocol import (

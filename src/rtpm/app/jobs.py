@@ -1,4 +1,4 @@
-"""Wiring of the background jobs' runner (part of the composition root, see bootstrap.py)."""
+"""The background jobs' runner in this process (RTPM_JOBS=embedded)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from rtpm.jobs.scheduler import EmbeddedScheduler
 from rtpm.metrics import JobMetrics
 from rtpm.settings import Settings
 from rtpm.storage.base import Storage
-from rtpm.storage.maintenance import MaintenanceStore
 
 
 def make_scheduler(settings: Settings, storage: Storage, metrics: JobMetrics) -> EmbeddedScheduler | None:
     """The embedded runner when `RTPM_JOBS=embedded` (the default); None for `celery` (workers and
-    beat run the jobs) and `off`."""
+    beat run the jobs) and `off`. Not started."""
     if settings.jobs != "embedded":
         return None
 
@@ -24,5 +23,4 @@ def make_scheduler(settings: Settings, storage: Storage, metrics: JobMetrics) ->
         else:
             metrics.failures.labels(job).inc()
 
-    store: MaintenanceStore = storage.maintenance
-    return EmbeddedScheduler(store, settings.maintenance, observer=observe)
+    return EmbeddedScheduler(storage.maintenance, settings.maintenance, observer=observe)

@@ -1,12 +1,13 @@
-"""Composition of alerting: the query function over the PromQL engine, the notification
-dispatcher and its receivers, the live-channel hook, and the in-process evaluation runner.
-Called by `bootstrap.py`; the only place that knows the concrete types alerting plugs into."""
+"""Alerting: the query function over the PromQL engine, the notification dispatcher and its
+receivers, the live-channel hook, ALERTS series through the write buffer, and the in-process
+evaluation runner. `rtpm serve` and the Celery task (jobs/alert_task.py) both get theirs from
+`start_alerting`, through `build_services`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
@@ -14,19 +15,21 @@ import structlog
 from rtpm.alerts.evaluator import Notification, NotificationKind, NotifyFn, QueryFn, Sample, WriteSeriesFn
 from rtpm.alerts.views import alert_to_output
 from rtpm.errors import QueryError
+from rtpm.ingest.buffer import WriteBuffer
 from rtpm.jobs.alert_eval import AlertEvaluationRunner
+from rtpm.metrics import AlertMetrics
 from rtpm.model.labels import labels_from_pairs
 from rtpm.model.samples import WriteBatch
 from rtpm.notify.dispatcher import Dispatcher, DispatchOptions
 from rtpm.notify.receivers import make_receivers
-from rtpm.query.promql.engine import Engine, EngineOptions
+from rtpm.query.promql.engine import Engine
 from rtpm.query.promql.values import Scalar, Vector
+from rtpm.settings import Settings
 from rtpm.storage.alert_store import AlertStore
 
-if TYPE_CHECKING:
-    from rtpm.bootstrap import Services
-
 log = structlog.get_logger("rtpm.alerts")
+
+PublishAlertFn = Callable[[str, Mapping[str, Any]], None]  # (tenant, event); never blocks
 
 
 def engine_query_fn(engine: Engine) -> QueryFn:
@@ -44,14 +47,15 @@ def engine_query_fn(engine: Engine) -> QueryFn:
     return query
 
 
-def buffer_write_fn(services: Services) -> WriteSeriesFn:
-    """ALERTS / ALERTS_FOR_STATE go through the normal write path."""
+def buffer_write_fn(buffer: WriteBuffer) -> WriteSeriesFn:
+    """ALERTS / ALERTS_FOR_STATE go through the normal write path (live subscribers and the query
+    cache see them like any other commit)."""
 
     async def write(tenant: str, samples: list[tuple[dict[str, str], int, float]]) -> None:
         batch = WriteBatch(tenant)
         for labels, ts_ms, value in samples:
             batch.add(labels_from_pairs(labels.items()), ts_ms, value)
-        await services.buffer.submit(batch)
+        await buffer.submit(batch)
 
     return write
 
@@ -61,30 +65,45 @@ def alert_event(n: Notification) -> dict[str, Any]:
     return {"event": n.kind.value, **alert_to_output(n.alert, n.rule)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Alerting:
     store: AlertStore
+    query: QueryFn  # rule expressions, through the PromQL engine
+    notify: NotifyFn  # receivers (through the dispatcher) and the live channel
+    write_series: WriteSeriesFn  # ALERTS / ALERTS_FOR_STATE, through the write buffer
     dispatcher: Dispatcher
-    notify: NotifyFn
     client: httpx.AsyncClient
-    runner: AlertEvaluationRunner | None = None
-    receiver_names: list[str] = field(default_factory=list)
+    receiver_names: tuple[str, ...]
+    runner: AlertEvaluationRunner | None  # the embedded evaluator (RTPM_JOBS=embedded in rtpm serve)
+    drain_seconds: float  # how long queued notifications may still take to go out on close
 
     async def close(self) -> None:
-        # Evaluation stops first (it sends), then queued notifications get a few seconds to go out.
+        # Evaluation stops first (it sends), then queued notifications get a moment to go out.
         if self.runner is not None:
             await self.runner.close()
-        await self.dispatcher.close(timeout_seconds=5.0)
+        await self.dispatcher.close(timeout_seconds=self.drain_seconds)
         await self.client.aclose()
 
 
-async def start_alerting(services: Services) -> Alerting:
-    settings = services.settings
+async def start_alerting(
+    settings: Settings,
+    *,
+    store: AlertStore,
+    engine: Engine,
+    buffer: WriteBuffer,
+    publish_alert: PublishAlertFn,
+    metrics: AlertMetrics,
+    clock: Callable[[], float],
+    embedded_runner: bool,
+    drain_seconds: float,
+) -> Alerting:
+    """Dispatcher started; with `embedded_runner` (and evaluation enabled, RTPM_JOBS=embedded)
+    the evaluation runner started too. The caller closes the result; queued notifications get
+    `drain_seconds` then."""
     opts = settings.alerting
     external_url = opts.external_url or f"http://{settings.host}:{settings.port}"
     client = httpx.AsyncClient(timeout=opts.notify_timeout_seconds, follow_redirects=False)
     receivers = make_receivers(opts, client, external_url=external_url)
-    metrics = services.metrics.alerts
     dispatcher = Dispatcher(
         receivers,
         DispatchOptions(
@@ -95,31 +114,36 @@ async def start_alerting(services: Services) -> Alerting:
         ),
         metrics=metrics,
     )
-    # The live channel (realtime/, WebSocket): `publish_alert(tenant, event)`, never blocks.
-    pubsub = getattr(services, "pubsub", None)
-    publish_alert = pubsub.publish_alert if pubsub is not None else None
 
     async def notify(notifications: Sequence[Notification]) -> None:
         await dispatcher.notify(notifications)
         for n in notifications:
-            if n.kind is not NotificationKind.RESEND and publish_alert is not None:
-                event: Mapping[str, Any] = alert_event(n)
-                publish_alert(n.alert.tenant, event)
+            if n.kind is not NotificationKind.RESEND:
+                publish_alert(n.alert.tenant, alert_event(n))
                 metrics.notifications_sent.labels("websocket").inc()
 
-    store = services.storage.alerts
-    alerting = Alerting(store, dispatcher, notify, client, receiver_names=[r.name for r in receivers])
-    await dispatcher.start()
-    if opts.evaluation_enabled and settings.jobs == "embedded":
-        alerting.runner = AlertEvaluationRunner(
+    query = engine_query_fn(engine)
+    write_series = buffer_write_fn(buffer)
+    runner = None
+    if embedded_runner and opts.evaluation_enabled and settings.jobs == "embedded":
+        runner = AlertEvaluationRunner(
             store=store,
-            query=engine_query_fn(Engine(services.storage, EngineOptions.from_settings(settings))),
+            query=query,
             notify=notify,
-            write_series=buffer_write_fn(services),
+            write_series=write_series,
             settings=opts,
-            clock=services.clock,
+            clock=clock,
             metrics=metrics,
         )
-        await alerting.runner.start()
-        log.info("alert_evaluation_started", holder=alerting.runner.holder, receivers=alerting.receiver_names)
+    alerting = Alerting(
+        store, query, notify, write_series, dispatcher, client, tuple(r.name for r in receivers), runner, drain_seconds
+    )
+    try:
+        await dispatcher.start()
+        if runner is not None:
+            await runner.start()
+            log.info("alert_evaluation_started", holder=runner.holder, receivers=list(alerting.receiver_names))
+    except BaseException:
+        await alerting.close()
+        raise
     return alerting

@@ -1,10 +1,11 @@
-"""Composition of the security layer: the AuthStore for the storage backend in use, the token
-signing keys, the rate limiter, and the admin made on first start. Called by `bootstrap.py`."""
+"""The security layer: the AuthService over the storage's AuthStore, the token signing keys, the
+rate limiter, and the admin made on first start."""
 
 from __future__ import annotations
 
 import structlog
 
+from rtpm.app.storage import storage_session
 from rtpm.errors import AlreadyExists
 from rtpm.security.ratelimit import RateLimiter
 from rtpm.security.service import AuthService
@@ -28,15 +29,23 @@ def make_auth_service(settings: Settings, storage: Storage, limiter: RateLimiter
     return AuthService(storage.auth, tokens, limiter=limiter, cache_seconds=auth.api_key_cache_seconds)
 
 
-async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService, RateLimiter]:
-    """The AuthService and RateLimiter; on first start also the admin user, whose generated
-    password is printed once (or taken from RTPM_ADMIN_PASSWORD, and then not printed)."""
-    limiter = RateLimiter(settings.auth.rate_limit, redis_url=settings.redis_url)
+def _given_password(settings: Settings) -> str | None:
+    return (settings.admin_password.get_secret_value() if settings.admin_password else None) or None
+
+
+def make_limiter(settings: Settings) -> RateLimiter:
+    """Shared through Redis when there is one, else per process. The caller closes it."""
+    return RateLimiter(settings.auth.rate_limit, redis_url=settings.redis_url)
+
+
+async def build_auth(settings: Settings, storage: Storage, limiter: RateLimiter) -> AuthService:
+    """The AuthService; on first start also the admin user, whose generated password is printed
+    once (or taken from RTPM_ADMIN_PASSWORD, and then not printed)."""
     service = make_auth_service(settings, storage, limiter)
-    given = (settings.admin_password.get_secret_value() if settings.admin_password else None) or None
-    username = settings.auth.admin_username
     try:
-        generated = await service.ensure_admin(tenant=settings.default_tenant, username=username, password=given)
+        generated = await service.ensure_admin(
+            tenant=settings.default_tenant, username=settings.auth.admin_username, password=_given_password(settings)
+        )
     except AlreadyExists:  # another process of this deployment made it at the same moment
         generated = None
     if generated is not None:
@@ -50,7 +59,7 @@ async def build_auth(settings: Settings, storage: Storage) -> tuple[AuthService,
             tenant=settings.auth.anonymous_tenant or settings.default_tenant,
             effect="requests without a credential are served with this role (RTPM_AUTH__ANONYMOUS_ROLE)",
         )
-    return service, limiter
+    return service
 
 
 def first_start_text(settings: Settings, password: str) -> str:
@@ -66,20 +75,14 @@ async def ensure_first_admin(settings: Settings) -> str | None:
     """Before `rtpm serve` prints its banner: apply migrations and create the first-start admin,
     so a generated password is printed inside the banner rather than among the start-up logs.
     Returns the generated password (None when a user exists or RTPM_ADMIN_PASSWORD gave it)."""
-    from rtpm.bootstrap import make_storage
-
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = make_storage(settings)
-    try:
+    async with storage_session(settings) as storage:
         await storage.migrate()
         service = make_auth_service(settings, storage, RateLimiter(settings.auth.rate_limit))
-        given = (settings.admin_password.get_secret_value() if settings.admin_password else None) or None
         try:
             return await service.ensure_admin(
-                tenant=settings.default_tenant, username=settings.auth.admin_username, password=given
+                tenant=settings.default_tenant,
+                username=settings.auth.admin_username,
+                password=_given_password(settings),
             )
         except AlreadyExists:
             return None
-    finally:
-        await storage.close()
