@@ -253,7 +253,7 @@ async def guard(conn: HTTPConnection) -> None:
         raise exc
 
 
-def current_principal(conn: HTTPConnection) -> Principal:
+async def current_principal(conn: HTTPConnection) -> Principal:
     """The Principal an auth dependency set on this request; Unauthenticated (fail closed) if none."""
     principal: Principal | None = getattr(conn.state, "principal", None)
     if principal is None:

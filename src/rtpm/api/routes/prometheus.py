@@ -32,7 +32,7 @@ from rtpm.query.promql.jsonfmt import render
 PROMETHEUS_COMPAT_VERSION = "3.0.0"
 
 
-def _prometheus_envelope(request: Request) -> None:
+async def _prometheus_envelope(request: Request) -> None:
     request.state.prometheus_envelope = True
 
 
