@@ -13,10 +13,6 @@ import rtpm
 
 SRC = Path(rtpm.__file__).resolve().parent
 
-# Modules whose import cycles are tolerated while a rewrite is under way; none left (issue 17's
-# per-backend stores and bootstrap modules are gone). A cycle through any module fails.
-PENDING_REWRITE: frozenset[str] = frozenset()
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
@@ -148,7 +144,7 @@ def test_find_cycles_reports_a_cycle() -> None:
 
 def test_no_import_cycle() -> None:
     graph = import_graph()
-    bad = [comp for comp in components(graph) if not set(comp) <= PENDING_REWRITE]
+    bad = components(graph)
     assert not bad, "import cycles in src/rtpm (module-level, TYPE_CHECKING and function-level imports):\n" + "\n".join(
         " -> ".join(_one_cycle(graph, comp)) + f"  (tied together: {', '.join(comp)})" for comp in bad
     )
