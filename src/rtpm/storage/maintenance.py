@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from rtpm.model.labels import Labels, Matcher
 from rtpm.model.rollups import RollupRows
 from rtpm.storage.chunks import F64, I64
-from rtpm.storage.head import HeadLog
+from rtpm.storage.head import Head, HeadLog
 from rtpm.storage.sql import Executor
 
 LATE_ROLLUP = "rollup"  # late_writes.bucket is the hour start
@@ -142,6 +142,14 @@ class SqlBackend(Protocol):
 
 ROLLUP_COLUMNS = "bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value, increase"
 _DAY_MS = 86_400_000
+
+
+def cut_plan(headlog: HeadLog | None, window_ms: int, cutoff_ms: int) -> tuple[Head, int] | None:
+    """What a cut of the head works on: the head and the cutoff moved down to a window edge (None
+    for the rows engine, which has no head)."""
+    if headlog is None:
+        return None
+    return headlog.head, cutoff_ms - cutoff_ms % window_ms
 
 
 class SqlMaintenance:

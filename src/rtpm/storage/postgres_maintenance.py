@@ -12,7 +12,7 @@ import numpy as np
 
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
-from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, cut_plan
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -89,12 +89,11 @@ class PostgresMaintenance(SqlMaintenance):
         from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows, windows_of
 
-        headlog = self._s._headlog
-        if headlog is None:
-            return 0, 0
-        head = headlog.head
         window = self._s._chunk_window_ms
-        cutoff_ms -= cutoff_ms % window
+        plan = cut_plan(self._s._headlog, window, cutoff_ms)
+        if plan is None:
+            return 0, 0
+        head, cutoff_ms = plan
         async with self._s._conn() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WAL_LOCK)
             cut = await conn.fetchval("SELECT value FROM maintenance_state WHERE name = $1", HEAD_CUT)

@@ -15,7 +15,7 @@ import numpy as np
 from rtpm.model.rollups import RollupRows
 from rtpm.storage import chunks
 from rtpm.storage._engine import windows_of as _windows
-from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance
+from rtpm.storage.maintenance import LATE_ROLLUP, ROLLUP_COLUMNS, SqlBackend, SqlMaintenance, cut_plan
 from rtpm.storage.sqlite_rows import cut_until, sample_value
 
 if TYPE_CHECKING:
@@ -107,12 +107,11 @@ class SqliteMaintenance(SqlMaintenance):
         from rtpm.storage import _faults, wal
         from rtpm.storage._engine import HEAD_CUT, encode_windows
 
-        headlog = self._s._headlog
-        if headlog is None:
-            return 0, 0
-        head = headlog.head
         window = self._s._chunk_window_ms
-        cutoff_ms -= cutoff_ms % window
+        plan = cut_plan(self._s._headlog, window, cutoff_ms)
+        if plan is None:
+            return 0, 0
+        head, cutoff_ms = plan
 
         def run(conn: sqlite3.Connection) -> tuple[int, int] | None:
             with _tx(conn):
