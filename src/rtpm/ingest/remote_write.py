@@ -187,7 +187,7 @@ class RemoteWriteDecoder:
         fresh: dict[bytes, Labels] = {}
         lo, hi = b.lo_ms, b.hi_ms
         batch = b.batch
-        series_list, index = batch.series, batch._index
+        series_list = batch.series
         refs, ts_col, value_col = batch.refs, batch.ts_ms, batch.values
         ref_of: dict[bytes, int] = {}  # labels key -> the series' index in this batch
         native = _NATIVE_MODULE if (NATIVE if self.native is None else self.native) else None
@@ -201,7 +201,7 @@ class RemoteWriteDecoder:
                     data,
                     self._table if not extra_labels else None,
                     fresh,
-                    index,
+                    batch.series_index,
                     series_list,
                     refs,
                     ts_col,
@@ -244,11 +244,7 @@ class RemoteWriteDecoder:
                         if ref is None:
                             labels = known.get(head) or fresh.get(head)
                             if labels is not None:
-                                ref = index.get(labels)
-                                if ref is None:
-                                    ref = index[labels] = len(series_list)
-                                    series_list.append(labels)
-                                ref_of[head] = ref
+                                ref = ref_of[head] = batch.ref(labels)
                         if ref is not None:
                             if lo <= t <= hi:
                                 refs.append(ref)
@@ -302,7 +298,7 @@ class RemoteWriteDecoder:
         items = tuple(ts.labels)
         key = _labels_key(items)
         batch = b.batch
-        series_list, index = batch.series, batch._index
+        series_list = batch.series
         ref = ref_of.get(key)
         if ref is None:
             labels = known.get(key) or fresh.get(key)
@@ -317,11 +313,7 @@ class RemoteWriteDecoder:
                     return
                 assert isinstance(found, tuple)
                 labels = found
-            ref = index.get(labels)
-            if ref is None:
-                ref = index[labels] = len(series_list)
-                series_list.append(labels)
-            ref_of[key] = ref
+            ref = ref_of[key] = batch.ref(labels)
         labels = series_list[ref]
         if len(samples) == 1:
             s = samples[0]

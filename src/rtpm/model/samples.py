@@ -61,6 +61,12 @@ class WriteBatch:
     # active series): the write buffer answers the request with it.
     refusal: Exception | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def series_index(self) -> dict[Labels, int]:
+        """The label set -> ref index, for the native remote write decoder, which adds to `series`
+        and to this dict in step (Python decoders use `ref`)."""
+        return self._index
+
     def ref(self, labels: Labels) -> int:
         ref = self._index.get(labels)
         if ref is None:
