@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,13 +151,42 @@ def run_one(args: argparse.Namespace, backend: str, engine: str) -> dict[str, ob
         srv = psutil.Process(server.proc.pid)
         db = pg_backends(args.dsn, server.proc.pid) if backend == "postgres" else []
         shared = pg_shared() if backend == "postgres" else []
+        # CPU is counted from when the client has its batches ready (preparing 20 M takes a minute)
+        client = subprocess.Popen([*ingest, "--samples", str(args.samples)], stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None
+        head = ""
+        while not head.startswith("sending"):
+            head = client.stdout.readline()
+            if not head:
+                raise RuntimeError("bench/ingest.py ended before sending")
         c0, d0, s0 = srv.cpu_times(), cpu(db), cpu(shared)
-        out = subprocess.run([*ingest, "--samples", str(args.samples)], check=True, capture_output=True, text=True)
+        spy = None
+        if args.py_spy:  # the server's stacks while it ingests (it costs the server some CPU itself)
+            out = f"{args.py_spy}.{backend}.{args.format}.txt"
+            spy_cmd = [
+                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--format",
+                "raw",
+                "-o",
+                out,
+                "--rate",
+                "50",
+            ]
+            spy = subprocess.Popen([*spy_cmd, "--native"], stdout=subprocess.DEVNULL)
+        rest = client.stdout.read()
+        if client.wait() != 0:
+            raise RuntimeError(f"bench/ingest.py failed: {rest}")
         c1 = srv.cpu_times()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         db_after = pg_backends(args.dsn, server.proc.pid) if backend == "postgres" else []
         d1, s1 = cpu(db_after), cpu(shared)
-        m = re.search(r"samples stored: (\d+) in ([0-9.]+) s", out.stdout)
-        assert m, out.stdout
+        m = re.search(r"samples stored: (\d+) in ([0-9.]+) s", rest)
+        assert m, rest
         stored, seconds = int(m.group(1)), float(m.group(2))
         server_cpu = (c1.user + c1.system) - (c0.user + c0.system)
         db_cpu = sum(v - d0.get(pid, 0.0) for pid, v in d1.items())
@@ -178,7 +208,7 @@ def run_one(args: argparse.Namespace, backend: str, engine: str) -> dict[str, ob
             "total_cpu_s_per_M": round((server_cpu + db_cpu) / stored * 1e6, 2),
             "pg_shared_cpu_s_per_M": round(shared_cpu / stored * 1e6, 2),
             "bytes_per_sample": round(disk / total_samples, 2),
-            "errors": out.stdout.split("errors: ", 1)[-1].strip(),
+            "errors": rest.split("errors: ", 1)[-1].strip(),
         }
         if engine == "head":
             server.stop()
@@ -203,6 +233,7 @@ def main() -> None:
     ap.add_argument("--engines", default="rows,head")
     ap.add_argument("--dsn", default="postgresql://root@127.0.0.1/test")
     ap.add_argument("--port", type=int, default=8191)
+    ap.add_argument("--py-spy", metavar="PREFIX", help="record the server with py-spy to PREFIX.<backend>.<format>.txt")
     args = ap.parse_args()
     for backend in args.backends.split(","):
         for engine in args.engines.split(","):

@@ -130,9 +130,9 @@ def wait_ready(proc: subprocess.Popen[bytes], probe: str, what: str) -> None:
     raise SystemExit(f"{what} did not start")
 
 
-def start_rtpm(dsn: str, schema: str) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """`rtpm serve` over the same PostgreSQL schema: auth off (the default tenant is the bench's),
-    query cache off (every request is evaluated), jobs off."""
+def start_rtpm(dsn: str, schema: str, engine: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`rtpm serve` over the same PostgreSQL schema and storage engine: auth off (the default tenant
+    is the bench's), query cache off (every request is evaluated), jobs off."""
     from tests._server import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="rtpm-bench-serve-"))
@@ -148,6 +148,7 @@ def start_rtpm(dsn: str, schema: str) -> tuple[subprocess.Popen[bytes], str, Pat
         "RTPM_JOBS": "off",
         "RTPM_DATA_DIR": str(tmp),
         "RTPM_LOG_LEVEL": "warning",
+        "RTPM_STORAGE_ENGINE": engine,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtpm", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -260,6 +261,13 @@ async def main() -> None:
         action="store_true",
         help="also start `rtpm serve` on the same PostgreSQL data and time the queries over HTTP (with --dsn)",
     )
+    ap.add_argument(
+        "--engine",
+        choices=["rows", "head"],
+        default="rows",
+        help="storage engine of the loading process and of `rtpm serve` (head: the current window is in "
+        "the head and its WAL, older samples are back-fill; load into a fresh --schema or --db per engine)",
+    )
     args = ap.parse_args()
     if args.serve and not args.dsn:
         ap.error("--serve needs --dsn")
@@ -267,14 +275,14 @@ async def main() -> None:
     if args.dsn:
         from rtpm.storage.postgres import PostgresStorage
 
-        storage: Storage = PostgresStorage(args.dsn, schema=args.schema)
-        now_file = Path(tempfile.gettempdir()) / "rtpm-bench-pg.now"
+        storage: Storage = PostgresStorage(args.dsn, schema=args.schema, engine=args.engine)
+        now_file = Path(tempfile.gettempdir()) / f"rtpm-bench-pg-{args.schema}.now"
     else:
         if args.db is None:
             ap.error("give --db or --dsn")
         from rtpm.storage.sqlite import SqliteStorage
 
-        storage = SqliteStorage(args.db, synchronous="NORMAL")
+        storage = SqliteStorage(args.db, synchronous="NORMAL", engine=args.engine)
         now_file = Path(str(args.db) + ".now")
     await storage.open()
     if args.load or not now_file.exists():
@@ -313,7 +321,7 @@ async def main() -> None:
             print(f"Prometheus settled (head compaction done) in {time.perf_counter() - t0:.1f} s")
         rtpm_url = None
         if args.serve:
-            served, rtpm_url, served_tmp = start_rtpm(args.dsn, args.schema)
+            served, rtpm_url, served_tmp = start_rtpm(args.dsn, args.schema, args.engine)
         await bench(storage, now_ms, args.runs, prom, rtpm_url)
     finally:
         if served is not None:
