@@ -272,6 +272,14 @@ class PostgresStorage:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Migrate and start the engine; on failure nothing stays open (no pooled connection, no thread)."""
+        try:
+            await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         await self._connect()
         await self.migrate()
         now_ms = int(time.time() * 1000)

@@ -137,6 +137,14 @@ class SqliteStorage:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Migrate and start the engine; on failure nothing stays open (no pooled connection, no thread)."""
+        try:
+            await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         await self.migrate()
         pending = await self._read(lambda c: c.execute("SELECT COUNT(*) FROM wal_records").fetchone()[0])
         if self._headlog is None:

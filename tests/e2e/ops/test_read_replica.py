@@ -156,7 +156,15 @@ def replica(pg_dsn: str) -> Iterator[str]:
 
 @pytest.fixture
 async def storage(pg_dsn: str, pg_schema: str, replica: str) -> AsyncIterator[PostgresStorage]:
-    s = PostgresStorage(pg_dsn, schema=pg_schema, read_dsns=[replica], application_name=f"rtpm-{uuid.uuid4().hex[:8]}")
+    # The rows engine: its samples are rows the test can count on the lagging replica (the head
+    # engine reads recent samples from its own memory, caught up from the primary's WAL).
+    s = PostgresStorage(
+        pg_dsn,
+        schema=pg_schema,
+        read_dsns=[replica],
+        application_name=f"rtpm-{uuid.uuid4().hex[:8]}",
+        engine="rows",
+    )
     await s.open()
     try:
         yield s
