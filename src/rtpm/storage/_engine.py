@@ -3,7 +3,7 @@ how a flush is split between the WAL and the back-fill path, start-up checks and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 import structlog
@@ -137,3 +137,13 @@ def encode_windows(
             part = chunks.merge(chunks.decode(*old), part)
         out.append((sid, start, chunks.encode(*part)))
     return out
+
+
+async def open_or_close(open_: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]]) -> None:
+    """Run a backend's open; when it fails, close what it had opened (no pooled connection or
+    thread left behind) and raise."""
+    try:
+        await open_()
+    except BaseException:
+        await close()
+        raise

@@ -42,6 +42,7 @@ from rtpm.storage._engine import (
     HEAD_CUT,
     head_start,
     log_rebuild,
+    open_or_close,
     refuse_past_limit,
     refuse_rows_over_wal,
     split_at,
@@ -272,12 +273,8 @@ class PostgresStorage:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Migrate and start the engine; on failure nothing stays open (no pooled connection, no thread)."""
-        try:
-            await self._open()
-        except BaseException:
-            await self.close()
-            raise
+        """Migrate and start the engine; on failure nothing stays open."""
+        await open_or_close(self._open, self.close)
 
     async def _open(self) -> None:
         await self._connect()

@@ -19,14 +19,13 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests._prometheus import Prometheus, prometheus_binary
+from tests._prometheus import Prometheus, prometheus_binary, scrape_target
 from tests._server import RtpmServer
 
 pytestmark = pytest.mark.integration
@@ -122,27 +121,8 @@ class _Target:
 
 @pytest.fixture
 def target() -> Iterator[str]:
-    t = _Target()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = t.render()
-            self.send_response(200)
-            self.send_header("Content-Type", PROTO_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with scrape_target(_Target().render, PROTO_TYPE) as address:
+        yield address
 
 
 def _config(target: str, rtpm: RtpmServer) -> str:

@@ -7,14 +7,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests._prometheus import Prometheus, prometheus_binary
+from tests._prometheus import Prometheus, prometheus_binary, scrape_target
 from tests._server import RtpmServer
 
 pytestmark = pytest.mark.integration
@@ -52,27 +51,8 @@ class _Exposition:
 
 @pytest.fixture
 def target() -> Iterator[str]:
-    exposition = _Exposition()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = exposition.render()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with scrape_target(_Exposition().render) as address:
+        yield address
 
 
 def _config(target: str, rtpm_url: str, api_key: str) -> str:

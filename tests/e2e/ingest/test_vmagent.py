@@ -10,13 +10,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests._prometheus import scrape_target
 from tests._server import RtpmServer, free_port
 from tests.conftest import IN_CI
 
@@ -47,26 +47,13 @@ def exporter() -> Iterator[str]:
     scrapes = [0]
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            with lock:
-                scrapes[0] += 1
-                body = _exposition(scrapes[0])
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def render() -> bytes:
+        with lock:
+            scrapes[0] += 1
+            return _exposition(scrapes[0])
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with scrape_target(render) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
