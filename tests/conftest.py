@@ -91,9 +91,8 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def pg_schema(pg_dsn: str) -> Iterator[str]:
-    """A fresh, empty schema for one test; dropped afterwards."""
+def fresh_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema name, its schema dropped when the generator is closed (a fixture's body)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
 
@@ -105,6 +104,12 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
             await conn.close()
 
     asyncio.run(drop())
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh, empty schema for one test; dropped afterwards."""
+    yield from fresh_schema(pg_dsn)
 
 
 @pytest.fixture

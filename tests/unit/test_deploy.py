@@ -4,39 +4,21 @@ run here: these tests read the files.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
 import subprocess
-from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import yaml
 
 from rtpm.cli import build_parser
+from tests._repo import ROOT, gen_env_example, load_compose
 
-ROOT = Path(__file__).resolve().parents[2]
 _REF = re.compile(r"\$\{(RTPM_[A-Z0-9_]+)")
 
 
-def _gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_env_example", ROOT / "scripts" / "gen_env_example.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _compose() -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert isinstance(data, dict)
-    return data
-
-
 def test_env_example_is_generated_from_settings() -> None:
-    gen = _gen()
+    gen = gen_env_example()
     assert (ROOT / ".env.example").read_text() == gen.render(), "run scripts/gen_env_example.py"
     documented = set(re.findall(r"^# (RTPM_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert documented and documented <= gen.env_names()
@@ -46,7 +28,7 @@ def test_env_example_is_generated_from_settings() -> None:
 
 
 def test_compose_names_real_services_commands_and_settings() -> None:
-    compose = _compose()
+    compose = load_compose()
     services = compose["services"]
     assert set(services) >= {"api", "worker", "beat", "flower", "postgres", "redis"}
     assert services["api"]["command"][:2] == ["rtpm", "serve"]
@@ -72,7 +54,7 @@ def test_compose_names_real_services_commands_and_settings() -> None:
         parser.parse_args(services[name]["command"][1:])
 
     # Every RTPM_* variable set or referenced is a real setting.
-    settings = _gen().env_names()
+    settings = gen_env_example().env_names()
     text = (ROOT / "docker-compose.yml").read_text()
     named: set[str] = set(_REF.findall(text))
     for svc in services.values():
@@ -90,7 +72,9 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_rtpm_serve() -> None:
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
     assert cmd is not None and yaml.safe_load(cmd.group(1))[:2] == ["rtpm", "serve"]
     env_names = set(re.findall(r"\b(RTPM_[A-Z0-9_]+)=", text))
-    assert env_names <= _gen().env_names(), f"not settings: {sorted(env_names - _gen().env_names())}"
+    assert env_names <= gen_env_example().env_names(), (
+        f"not settings: {sorted(env_names - gen_env_example().env_names())}"
+    )
 
 
 def test_start_script_is_valid_shell() -> None:

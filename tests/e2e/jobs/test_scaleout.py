@@ -33,6 +33,7 @@ from rtpm.jobs.alert_task import task_limits
 from rtpm.settings import AlertingSettings
 from tests._receivers import WebhookReceiver, wait_for
 from tests._server import RtpmServer
+from tests.conftest import fresh_schema
 
 pytestmark = pytest.mark.integration
 
@@ -90,17 +91,7 @@ def test_task_limits_nest_below_the_lease() -> None:
 
 @pytest.fixture(scope="module")
 def schema(pg_dsn: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    yield from fresh_schema(pg_dsn)
 
 
 async def _connections(dsn: str, app: str) -> int:

@@ -6,7 +6,6 @@ HEALTHCHECK asks the port RTPM_PORT names, and `rtpm serve` refuses each placeho
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,7 +14,6 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,8 +21,8 @@ import yaml
 
 from rtpm.cli import build_parser
 from rtpm.settings import Settings, is_placeholder
+from tests._repo import ROOT, gen_env_example, load_compose
 
-ROOT = Path(__file__).resolve().parents[3]
 RTPM_SERVICES = ("api", "worker", "beat", "flower")
 _REQUIRED_REF = re.compile(r"\$\{([A-Z0-9_]+):\?")
 STRONG = {
@@ -32,20 +30,6 @@ STRONG = {
     "RTPM_AUTH__JWT_SECRET": "Zq8vN3xR1tL6yB0wK5mJ2hF9dS4gA7cE-uPoIiUy",
     "RTPM_FLOWER_BASIC_AUTH": "ops:a-real-flower-password-2j8d",
 }
-
-
-def _gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_env_example", ROOT / "scripts" / "gen_env_example.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _compose() -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert isinstance(data, dict)
-    return data
 
 
 def _env_example() -> dict[str, str]:
@@ -59,7 +43,7 @@ def _env_example() -> dict[str, str]:
 
 
 def test_every_service_has_a_health_check_that_checks_what_it_says() -> None:
-    services = _compose()["services"]
+    services = load_compose()["services"]
     for name, svc in services.items():
         test = svc.get("healthcheck", {}).get("test")
         assert test, f"{name} has no health check"
@@ -78,7 +62,7 @@ def test_every_service_has_a_health_check_that_checks_what_it_says() -> None:
 
 
 def test_rtpm_services_share_one_named_image_built_once() -> None:
-    services = _compose()["services"]
+    services = load_compose()["services"]
     images = {services[n]["image"] for n in RTPM_SERVICES}
     builds = {repr(services[n].get("build")) for n in RTPM_SERVICES}
     assert len(images) == 1 and images.pop().startswith("rtpm:")
@@ -86,7 +70,7 @@ def test_rtpm_services_share_one_named_image_built_once() -> None:
 
 
 def test_flower_needs_a_login_and_is_not_published_on_a_public_address() -> None:
-    flower = _compose()["services"]["flower"]
+    flower = load_compose()["services"]["flower"]
     env = flower["environment"]
     ref = _REQUIRED_REF.match(env["FLOWER_BASIC_AUTH"])
     assert ref is not None and ref.group(1) == "RTPM_FLOWER_BASIC_AUTH", "Flower's login must be a required setting"
@@ -103,7 +87,7 @@ def test_every_required_variable_is_in_env_example_uncommented_with_a_placeholde
     required = set(_REQUIRED_REF.findall(text))
     assert required == set(STRONG), required
     example = _env_example()
-    assert set(_gen().required_settings()) == required
+    assert set(gen_env_example().required_settings()) == required
     for name in required:
         assert name in example, f"{name} is required by docker-compose.yml but not set in .env.example"
         assert is_placeholder(example[name]), f"{name}={example[name]} is not a marked placeholder"
