@@ -89,15 +89,7 @@ class Prometheus:
     def wait(self, what: str, check: Callable[[], bool], timeout: float) -> None:
         """Poll `check` (an HTTP error counts as not yet) until it is true; AssertionError naming
         `what`, with the tail of Prometheus's log, after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}\n{self.log_tail()}")
+        wait_until(what, check, timeout, detail=self.log_tail)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
@@ -147,3 +139,17 @@ def scrape_target(render: Callable[[], bytes], content_type: str = "text/plain; 
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30, detail: Callable[[], str] = str) -> None:
+    """Poll `check` (an HTTP error counts as not yet) until it is true; AssertionError naming `what`
+    (and `detail()`, e.g. a peer's log tail) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}\n{detail()}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._prometheus import scrape_target
+from tests._prometheus import scrape_target, wait_until
 from tests._server import RtpmServer, free_port
 from tests.conftest import IN_CI
 
@@ -99,18 +98,6 @@ scrape_configs:
         print((tmp / "vmagent.log").read_text(errors="replace")[-2000:])  # shown when a test failed
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return [(s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
 
@@ -127,7 +114,7 @@ def test_vmagent_scrapes_and_remote_writes_into_rtpm(vmagent_into_rtpm: tuple[Rt
         def scraped(times: int) -> Callable[[], bool]:
             return lambda: any(float(s["value"][1]) >= times for s in series(f'count_over_time(up{{job="{JOB}"}}[5m])'))
 
-        _wait("three scrapes stored in RTPM", scraped(3))
+        wait_until("three scrapes stored in RTPM", scraped(3))
         stored = {
             (s["metric"]["__name__"], s["metric"].get("method", ""), s["metric"].get("le", "")): [
                 float(v) for _, v in s["values"]
